@@ -1,0 +1,209 @@
+//! [`FsAccount`]: an account laid out in a directory, implementing both
+//! [`AccountSource`] and [`RestoreTarget`]. Tests and examples use it; real panels implement
+//! the traits over their own layout.
+//!
+//! ```text
+//! ROOT/home/            home directory tree          (ItemKind::HomeDir)
+//! ROOT/mail/            mailboxes tree               (ItemKind::Email)
+//! ROOT/panel/NAME       panel configuration files    (ItemKind::PanelConfig)
+//! ROOT/cron/NAME        cron tables                  (ItemKind::CronJobs)
+//! ROOT/databases/NAME   one dump per database        (ItemKind::Databases)
+//! ROOT/dbusers/NAME     database users and grants    (ItemKind::DatabaseUsers)
+//! ROOT/dns/NAME         one zone per domain          (ItemKind::DnsZones)
+//! ROOT/ssl/NAME         certificates and keys        (ItemKind::Certificates)
+//! ROOT/ftp/NAME         FTP accounts                 (ItemKind::Ftp)
+//! ```
+
+use std::path::{Path, PathBuf};
+
+use async_trait::async_trait;
+
+use crate::error::{Error, Result};
+use crate::model::ItemKind;
+use crate::ports::{AccountSource, DocumentReader, DocumentWriter, RestoreTarget};
+
+/// An account in a directory (see the module docs for the layout).
+#[derive(Debug, Clone)]
+pub struct FsAccount {
+    root: PathBuf,
+}
+
+impl FsAccount {
+    /// The account at `root` (need not exist yet when used as a restore target).
+    pub fn new(root: impl Into<PathBuf>) -> Self {
+        Self { root: root.into() }
+    }
+
+    /// The root directory.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// The directory of an item.
+    pub fn item_dir(&self, kind: ItemKind) -> PathBuf {
+        self.root.join(kind.as_str())
+    }
+
+    /// Whether `root` looks like an account layout (has at least one item directory).
+    pub fn is_layout(root: &Path) -> bool {
+        ItemKind::ALL.iter().any(|k| root.join(k.as_str()).is_dir())
+    }
+
+    fn document_path(&self, kind: ItemKind, name: &str) -> Result<PathBuf> {
+        if kind.is_tree() {
+            return Err(Error::invalid(
+                "item kind",
+                format!("{kind} is a tree, not a set of documents"),
+            ));
+        }
+        check_document_name(name)?;
+        Ok(self.item_dir(kind).join(name))
+    }
+}
+
+/// A document name is one plain path component.
+pub(crate) fn check_document_name(name: &str) -> Result<()> {
+    if name.is_empty()
+        || name == "."
+        || name == ".."
+        || name.contains('/')
+        || name.contains('\\')
+        || name.contains('\0')
+    {
+        return Err(Error::PathEscapes {
+            path: name.to_owned(),
+        });
+    }
+    Ok(())
+}
+
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> Error + '_ {
+    move |e| Error::io(path, e)
+}
+
+#[async_trait]
+impl AccountSource for FsAccount {
+    async fn items(&self) -> Result<Vec<ItemKind>> {
+        Ok(ItemKind::ALL
+            .into_iter()
+            .filter(|k| self.item_dir(*k).is_dir())
+            .collect())
+    }
+
+    async fn tree_root(&self, kind: ItemKind) -> Result<Option<PathBuf>> {
+        let dir = self.item_dir(kind);
+        Ok((kind.is_tree() && dir.is_dir()).then_some(dir))
+    }
+
+    async fn documents(&self, kind: ItemKind) -> Result<Vec<String>> {
+        let dir = self.item_dir(kind);
+        if kind.is_tree() || !dir.is_dir() {
+            return Ok(Vec::new());
+        }
+        tokio::task::spawn_blocking(move || {
+            let mut names = Vec::new();
+            for entry in std::fs::read_dir(&dir).map_err(io(&dir))? {
+                let entry = entry.map_err(io(&dir))?;
+                let ft = entry.file_type().map_err(io(&entry.path()))?;
+                if ft.is_file() {
+                    match entry.file_name().into_string() {
+                        Ok(name) => names.push(name),
+                        Err(raw) => {
+                            return Err(Error::invalid(
+                                "document name",
+                                format!("{raw:?} is not UTF-8"),
+                            ));
+                        }
+                    }
+                }
+            }
+            names.sort();
+            Ok(names)
+        })
+        .await
+        .map_err(|e| Error::Internal {
+            reason: e.to_string(),
+        })?
+    }
+
+    async fn open_document(&self, kind: ItemKind, name: &str) -> Result<DocumentReader> {
+        let path = self.document_path(kind, name)?;
+        let file = std::fs::File::open(&path).map_err(io(&path))?;
+        Ok(Box::new(file))
+    }
+}
+
+#[async_trait]
+impl RestoreTarget for FsAccount {
+    async fn tree_root(&self, kind: ItemKind) -> Result<PathBuf> {
+        let dir = self.item_dir(kind);
+        refuse_symlink(&self.root)?;
+        refuse_symlink(&dir)?;
+        std::fs::create_dir_all(&dir).map_err(io(&dir))?;
+        Ok(dir)
+    }
+
+    async fn create_document(&self, kind: ItemKind, name: &str) -> Result<DocumentWriter> {
+        let path = self.document_path(kind, name)?;
+        let dir = self.item_dir(kind);
+        refuse_symlink(&self.root)?;
+        refuse_symlink(&dir)?;
+        std::fs::create_dir_all(&dir).map_err(io(&dir))?;
+        // Replace whatever is there without following a symlink planted at the name.
+        match std::fs::symlink_metadata(&path) {
+            Ok(m) if m.is_dir() => {
+                return Err(Error::refused(format!(
+                    "{} is a directory",
+                    path.display()
+                )));
+            }
+            Ok(_) => std::fs::remove_file(&path).map_err(io(&path))?,
+            Err(_) => {}
+        }
+        let file = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&path)
+            .map_err(io(&path))?;
+        Ok(Box::new(file))
+    }
+
+    async fn live_documents(&self, kind: ItemKind) -> Result<Vec<String>> {
+        AccountSource::documents(self, kind).await
+    }
+
+    async fn remove_document(&self, kind: ItemKind, name: &str) -> Result<()> {
+        let path = self.document_path(kind, name)?;
+        match std::fs::remove_file(&path) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(Error::io(path, e)),
+        }
+    }
+
+    async fn terminate(&self) -> Result<()> {
+        for kind in ItemKind::ALL {
+            let dir = self.item_dir(kind);
+            match std::fs::symlink_metadata(&dir) {
+                Ok(m) if m.is_dir() => std::fs::remove_dir_all(&dir).map_err(io(&dir))?,
+                Ok(_) => std::fs::remove_file(&dir).map_err(io(&dir))?,
+                Err(_) => {}
+            }
+        }
+        Ok(())
+    }
+
+    async fn suspend(&self) -> Result<()> {
+        let marker = self.root.join(".suspended");
+        std::fs::write(&marker, b"suspended\n").map_err(io(&marker))
+    }
+}
+
+fn refuse_symlink(path: &Path) -> Result<()> {
+    match std::fs::symlink_metadata(path) {
+        Ok(m) if m.file_type().is_symlink() => Err(Error::PathEscapes {
+            path: path.display().to_string(),
+        }),
+        _ => Ok(()),
+    }
+}

@@ -1,0 +1,32 @@
+//! The domain model: plain serde types validated by their constructors.
+
+mod account;
+mod ids;
+mod item;
+mod job;
+mod limit;
+mod organization;
+mod quota;
+mod restore;
+mod selection;
+mod snapshot;
+
+pub use account::{
+    Account, AccountStatus, Email, EncryptionMode, Excludes, NotificationLevel, Notifications,
+    Severity, Username,
+};
+pub use ids::{
+    AccountId, ChunkId, DestinationId, DownloadId, JobId, OrganizationId, PackId,
+    PriorityGroupId, SnapshotId, TagId,
+};
+pub use item::ItemKind;
+pub use job::{Destination, Job, RetentionPolicy, Schedule};
+pub use limit::Limit;
+pub use organization::{Organization, PriorityGroup, Tag, TagColor};
+pub use quota::{BackupLocations, DeviceLimits, Quota, QuotaState, StorageQuota};
+pub use restore::{
+    CheckedPlan, DownloadFormat, DownloadRequest, DownloadStatus, ItemSelection, OwnerKey,
+    RestoreOptions, RestorePlan,
+};
+pub use selection::{PathFilter, PathSelection};
+pub use snapshot::{BackupStats, ItemStats, Snapshot, SnapshotItem, SnapshotKind};

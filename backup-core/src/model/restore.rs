@@ -1,0 +1,375 @@
+//! Restore plans and download requests: mix-and-match items, each from its own snapshot.
+
+use std::collections::BTreeSet;
+use std::fmt;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use zeroize::Zeroizing;
+
+use super::account::Account;
+use super::ids::{AccountId, DownloadId, SnapshotId};
+use super::item::ItemKind;
+use super::selection::PathSelection;
+use super::snapshot::Snapshot;
+use crate::error::{Error, Result};
+use crate::ports::Catalog;
+
+/// The owner's private key as exported text. Never serialized, redacted in `Debug`, zeroized
+/// when dropped.
+pub struct OwnerKey(Zeroizing<String>);
+
+impl OwnerKey {
+    /// Wraps the exported text (surrounding whitespace is ignored).
+    pub fn new(text: impl Into<String>) -> Self {
+        let mut text: String = text.into();
+        let trimmed = text.trim().to_owned();
+        zeroize::Zeroize::zeroize(&mut text);
+        Self(Zeroizing::new(trimmed))
+    }
+
+    /// The exported text; handle with care.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for OwnerKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("OwnerKey(<redacted>)")
+    }
+}
+
+/// One item to restore, from one snapshot, with an optional file selection for trees.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ItemSelection {
+    /// Which item.
+    pub kind: ItemKind,
+    /// The snapshot it comes from.
+    pub snapshot: SnapshotId,
+    /// Files to take (trees; for documents the patterns match document names).
+    pub paths: PathSelection,
+}
+
+/// Restore options of the seeds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct RestoreOptions {
+    /// Terminate the account before restoring (refused for resellers).
+    pub terminate_first: bool,
+    /// Merge with live data instead of replacing the item.
+    pub merge: bool,
+    /// Suspend the account after restoring.
+    pub suspend_after: bool,
+}
+
+/// A restore: one selection per item kind, each from its own snapshot.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct RestorePlan {
+    /// The account restored.
+    pub account: AccountId,
+    /// At most one selection per item kind.
+    pub items: Vec<ItemSelection>,
+    /// Options.
+    pub options: RestoreOptions,
+    /// Restore conditions the operator accepted.
+    pub accepted_conditions: Vec<String>,
+    /// The owner's private key, for owner-held-key accounts.
+    #[serde(skip)]
+    pub owner_key: Option<OwnerKey>,
+}
+
+impl RestorePlan {
+    /// An empty plan for `account`.
+    pub fn new(account: AccountId) -> Self {
+        Self {
+            account,
+            items: Vec::new(),
+            options: RestoreOptions::default(),
+            accepted_conditions: Vec::new(),
+            owner_key: None,
+        }
+    }
+
+    /// Adds `kind` from `snapshot`, everything selected.
+    pub fn item(self, kind: ItemKind, snapshot: SnapshotId) -> Self {
+        self.item_paths(kind, snapshot, PathSelection::all())
+    }
+
+    /// Adds `kind` from `snapshot` with a path selection.
+    pub fn item_paths(mut self, kind: ItemKind, snapshot: SnapshotId, paths: PathSelection) -> Self {
+        self.items.push(ItemSelection {
+            kind,
+            snapshot,
+            paths,
+        });
+        self
+    }
+
+    /// Every item of `snapshot`.
+    pub fn whole_snapshot(mut self, snapshot: &Snapshot) -> Self {
+        for i in &snapshot.items {
+            self = self.item(i.kind, snapshot.id);
+        }
+        self
+    }
+
+    /// Sets the options.
+    pub fn with_options(mut self, options: RestoreOptions) -> Self {
+        self.options = options;
+        self
+    }
+
+    /// Gives the owner's key.
+    pub fn with_owner_key(mut self, key: OwnerKey) -> Self {
+        self.owner_key = Some(key);
+        self
+    }
+
+    /// Accepts a restore condition.
+    pub fn accept(mut self, condition: impl Into<String>) -> Self {
+        self.accepted_conditions.push(condition.into());
+        self
+    }
+
+    /// Checks the plan against the catalog and the required restore conditions, returning the
+    /// account and the snapshots it needs (each once). Refused: an empty plan, an item twice,
+    /// a snapshot of another account or without the item, terminate-first for a reseller, a
+    /// condition not accepted.
+    pub async fn check(
+        &self,
+        catalog: &dyn Catalog,
+        required_conditions: &[String],
+    ) -> Result<CheckedPlan> {
+        let account = catalog
+            .get_account(self.account)
+            .await?
+            .ok_or_else(|| Error::not_found(format!("account {}", self.account)))?;
+        let snapshots = self.validate(&account, required_conditions, |id| async move {
+            catalog.get_snapshot(id).await
+        })
+        .await?;
+        Ok(CheckedPlan { account, snapshots })
+    }
+
+    async fn validate<F, Fut>(
+        &self,
+        account: &Account,
+        required_conditions: &[String],
+        lookup: F,
+    ) -> Result<Vec<Snapshot>>
+    where
+        F: Fn(SnapshotId) -> Fut,
+        Fut: std::future::Future<Output = Result<Option<Snapshot>>>,
+    {
+        if account.id != self.account {
+            return Err(Error::refused("the plan names another account"));
+        }
+        if self.items.is_empty() {
+            return Err(Error::invalid("restore plan", "no item selected"));
+        }
+        if self.options.terminate_first && account.reseller {
+            return Err(Error::refused(
+                "terminate before restore is not allowed for reseller accounts",
+            ));
+        }
+        for c in required_conditions {
+            if !self.accepted_conditions.iter().any(|a| a == c) {
+                return Err(Error::refused(format!(
+                    "restore condition not accepted: {c}"
+                )));
+            }
+        }
+        let mut seen = BTreeSet::new();
+        let mut snapshots: Vec<Snapshot> = Vec::new();
+        for sel in &self.items {
+            if !seen.insert(sel.kind) {
+                return Err(Error::invalid(
+                    "restore plan",
+                    format!("item {} selected twice", sel.kind),
+                ));
+            }
+            let snap = match snapshots.iter().find(|s| s.id == sel.snapshot) {
+                Some(s) => s.clone(),
+                None => {
+                    let s = lookup(sel.snapshot)
+                        .await?
+                        .ok_or_else(|| Error::not_found(format!("snapshot {}", sel.snapshot)))?;
+                    snapshots.push(s.clone());
+                    s
+                }
+            };
+            if snap.account != self.account {
+                return Err(Error::refused(format!(
+                    "snapshot {} belongs to another account",
+                    snap.id
+                )));
+            }
+            if !snap.has_item(sel.kind) {
+                return Err(Error::invalid(
+                    "restore plan",
+                    format!("snapshot {} has no {} item", snap.id, sel.kind),
+                ));
+            }
+        }
+        Ok(snapshots)
+    }
+}
+
+/// A plan that passed [`RestorePlan::check`]: the account and every snapshot it reads.
+#[derive(Debug, Clone)]
+pub struct CheckedPlan {
+    /// The account restored.
+    pub account: Account,
+    /// Snapshots the plan reads, each once.
+    pub snapshots: Vec<Snapshot>,
+}
+
+/// Archive format of a download.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DownloadFormat {
+    /// An uncompressed tar stream.
+    #[default]
+    Tar,
+}
+
+/// State of a download request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DownloadStatus {
+    /// Waiting in the queue.
+    #[default]
+    Pending,
+    /// Being produced.
+    Running,
+    /// Ready to fetch.
+    Ready,
+    /// Failed.
+    Failed,
+}
+
+/// A download: like a restore plan, producing an archive instead of writing the account.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DownloadRequest {
+    /// Identity.
+    pub id: DownloadId,
+    /// Whose.
+    pub account: AccountId,
+    /// Items, each from its snapshot.
+    pub items: Vec<ItemSelection>,
+    /// Archive format.
+    pub format: DownloadFormat,
+    /// State.
+    pub status: DownloadStatus,
+    /// When it was asked for.
+    pub created: DateTime<Utc>,
+}
+
+impl DownloadRequest {
+    /// A pending tar download of `items`.
+    pub fn new(account: AccountId, items: Vec<ItemSelection>) -> Result<Self> {
+        if items.is_empty() {
+            return Err(Error::invalid("download", "no item selected"));
+        }
+        Ok(Self {
+            id: DownloadId::new(),
+            account,
+            items,
+            format: DownloadFormat::Tar,
+            status: DownloadStatus::Pending,
+            created: Utc::now(),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{DestinationId, SnapshotItem, SnapshotKind};
+
+    fn snapshot(account: AccountId, kinds: &[ItemKind]) -> Snapshot {
+        Snapshot {
+            id: SnapshotId::new(),
+            account,
+            job: None,
+            destination: DestinationId::new(),
+            created: Utc::now(),
+            kind: SnapshotKind::OnDemand,
+            items: kinds
+                .iter()
+                .map(|&kind| SnapshotItem {
+                    kind,
+                    stats: Default::default(),
+                })
+                .collect(),
+            encrypted: false,
+            locked: false,
+            stats: Default::default(),
+        }
+    }
+
+    async fn validate(plan: &RestorePlan, account: &Account, snaps: &[Snapshot]) -> Result<usize> {
+        plan.validate(account, &["backup is older".to_owned()], |id| {
+            let found = snaps.iter().find(|s| s.id == id).cloned();
+            async move { Ok(found) }
+        })
+        .await
+        .map(|v| v.len())
+    }
+
+    #[tokio::test]
+    async fn plans_are_checked() {
+        let mut account = Account::new("carol").unwrap();
+        let s1 = snapshot(account.id, &[ItemKind::HomeDir, ItemKind::Databases]);
+        let s2 = snapshot(account.id, &[ItemKind::HomeDir]);
+        let other = snapshot(AccountId::new(), &[ItemKind::HomeDir]);
+        let snaps = vec![s1.clone(), s2.clone(), other.clone()];
+        let ok = RestorePlan::new(account.id)
+            .item(ItemKind::HomeDir, s2.id)
+            .item(ItemKind::Databases, s1.id)
+            .accept("backup is older");
+        assert_eq!(validate(&ok, &account, &snaps).await.unwrap(), 2);
+
+        let no_condition = RestorePlan::new(account.id).item(ItemKind::HomeDir, s2.id);
+        assert!(matches!(
+            validate(&no_condition, &account, &snaps).await,
+            Err(Error::Refused { .. })
+        ));
+        let foreign = RestorePlan::new(account.id)
+            .item(ItemKind::HomeDir, other.id)
+            .accept("backup is older");
+        assert!(matches!(
+            validate(&foreign, &account, &snaps).await,
+            Err(Error::Refused { .. })
+        ));
+        let missing_item = RestorePlan::new(account.id)
+            .item(ItemKind::Databases, s2.id)
+            .accept("backup is older");
+        assert!(validate(&missing_item, &account, &snaps).await.is_err());
+        let twice = RestorePlan::new(account.id)
+            .item(ItemKind::HomeDir, s1.id)
+            .item(ItemKind::HomeDir, s2.id)
+            .accept("backup is older");
+        assert!(validate(&twice, &account, &snaps).await.is_err());
+
+        account.reseller = true;
+        let terminate = RestorePlan::new(account.id)
+            .item(ItemKind::HomeDir, s1.id)
+            .accept("backup is older")
+            .with_options(RestoreOptions {
+                terminate_first: true,
+                ..Default::default()
+            });
+        assert!(matches!(
+            validate(&terminate, &account, &snaps).await,
+            Err(Error::Refused { .. })
+        ));
+    }
+
+    #[test]
+    fn owner_key_is_redacted() {
+        let k = OwnerKey::new("  secret-text \n");
+        assert_eq!(k.expose(), "secret-text");
+        assert!(!format!("{k:?}").contains("secret"));
+    }
+}

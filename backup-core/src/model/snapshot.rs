@@ -1,0 +1,166 @@
+//! Snapshots as the catalog lists them.
+
+use std::fmt;
+use std::str::FromStr;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use super::ids::{AccountId, DestinationId, JobId, SnapshotId};
+use super::item::ItemKind;
+use crate::error::{Error, Result};
+
+/// Why a snapshot was taken.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum SnapshotKind {
+    /// By a job's schedule.
+    #[default]
+    Scheduled,
+    /// Asked for by the account or an admin.
+    OnDemand,
+    /// Taken automatically before a restore overwrote the account.
+    Safety,
+    /// Made while cloning the account to another server.
+    Clone,
+}
+
+impl SnapshotKind {
+    /// Stable one-byte code used in the repository format.
+    pub fn code(self) -> u8 {
+        match self {
+            SnapshotKind::Scheduled => 1,
+            SnapshotKind::OnDemand => 2,
+            SnapshotKind::Safety => 3,
+            SnapshotKind::Clone => 4,
+        }
+    }
+
+    /// Inverse of [`SnapshotKind::code`].
+    pub fn from_code(code: u8) -> Option<Self> {
+        [Self::Scheduled, Self::OnDemand, Self::Safety, Self::Clone]
+            .into_iter()
+            .find(|k| k.code() == code)
+    }
+
+    /// Short name (`scheduled`, `on_demand`, `safety`, `clone`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SnapshotKind::Scheduled => "scheduled",
+            SnapshotKind::OnDemand => "on_demand",
+            SnapshotKind::Safety => "safety",
+            SnapshotKind::Clone => "clone",
+        }
+    }
+}
+
+impl fmt::Display for SnapshotKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for SnapshotKind {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        let s = s.replace('-', "_");
+        [Self::Scheduled, Self::OnDemand, Self::Safety, Self::Clone]
+            .into_iter()
+            .find(|k| k.as_str() == s)
+            .ok_or_else(|| Error::invalid("snapshot kind", format!("{s:?}")))
+    }
+}
+
+/// Counts for one item of a snapshot.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct ItemStats {
+    /// Regular files (documents count as files).
+    pub files: u64,
+    /// Directories.
+    pub dirs: u64,
+    /// Symbolic links.
+    pub symlinks: u64,
+    /// Bytes of file content.
+    pub bytes: u64,
+}
+
+impl ItemStats {
+    /// Adds another item's counts.
+    pub fn add(&mut self, other: &ItemStats) {
+        self.files += other.files;
+        self.dirs += other.dirs;
+        self.symlinks += other.symlinks;
+        self.bytes += other.bytes;
+    }
+}
+
+/// One item of a snapshot.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SnapshotItem {
+    /// Which item.
+    pub kind: ItemKind,
+    /// Its counts.
+    pub stats: ItemStats,
+}
+
+/// What a backup run stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct BackupStats {
+    /// Bytes of file content read from the source.
+    pub bytes_read: u64,
+    /// Plaintext bytes of chunks that were new (not deduplicated).
+    pub bytes_new: u64,
+    /// Plaintext bytes that were already in the repository.
+    pub bytes_deduplicated: u64,
+    /// Bytes written to storage (packs, index, snapshot object), after compression.
+    pub bytes_stored: u64,
+    /// New chunks.
+    pub chunks_new: u64,
+    /// Chunks found in the repository.
+    pub chunks_deduplicated: u64,
+    /// Pack objects written.
+    pub packs_written: u64,
+    /// Wall time in milliseconds.
+    pub duration_ms: u64,
+}
+
+/// A snapshot of one account on one destination.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Snapshot {
+    /// Identity (UUIDv7: sorts by time).
+    pub id: SnapshotId,
+    /// Whose.
+    pub account: AccountId,
+    /// The job that made it, if any.
+    pub job: Option<JobId>,
+    /// Where it is stored.
+    pub destination: DestinationId,
+    /// When the backup started.
+    pub created: DateTime<Utc>,
+    /// Why it was taken.
+    pub kind: SnapshotKind,
+    /// Items with their counts.
+    pub items: Vec<SnapshotItem>,
+    /// Whether content is encrypted.
+    pub encrypted: bool,
+    /// Locked snapshots are out of retention rotation.
+    pub locked: bool,
+    /// What the backup run stored.
+    pub stats: BackupStats,
+}
+
+impl Snapshot {
+    /// Whether the snapshot holds `kind`.
+    pub fn has_item(&self, kind: ItemKind) -> bool {
+        self.items.iter().any(|i| i.kind == kind)
+    }
+
+    /// Counts over every item.
+    pub fn totals(&self) -> ItemStats {
+        let mut t = ItemStats::default();
+        for i in &self.items {
+            t.add(&i.stats);
+        }
+        t
+    }
+}
