@@ -73,7 +73,9 @@ pub enum Error {
         version: u16,
     },
     /// Reading the snapshot needs the owner's private key, which was not given.
-    #[error("account {account} uses an owner-held key: the owner's private key is needed to read its snapshots")]
+    #[error(
+        "account {account} uses an owner-held key: the owner's private key is needed to read its snapshots"
+    )]
     KeyRequired {
         /// The account whose key is needed.
         account: String,

@@ -152,10 +152,7 @@ impl RestoreTarget for FsAccount {
         // Replace whatever is there without following a symlink planted at the name.
         match std::fs::symlink_metadata(&path) {
             Ok(m) if m.is_dir() => {
-                return Err(Error::refused(format!(
-                    "{} is a directory",
-                    path.display()
-                )));
+                return Err(Error::refused(format!("{} is a directory", path.display())));
             }
             Ok(_) => std::fs::remove_file(&path).map_err(io(&path))?,
             Err(_) => {}

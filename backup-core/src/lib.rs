@@ -13,7 +13,7 @@
 //! - [`engine`]: backup, restore and dry-run;
 //! - [`FsAccount`]: an account laid out in a directory, for tests and examples.
 //!
-//! ```ignore
+//! ```
 //! # tokio::runtime::Runtime::new().unwrap().block_on(async {
 //! use std::sync::Arc;
 //! use backup_core::{engine, model::*, ports::*, repo::Repository, FsAccount};
@@ -36,7 +36,7 @@
 //!     &handle,
 //!     &engine::BackupRequest::new(&account, DestinationId::new()),
 //!     &FsAccount::new(live.path()),
-//!     &engine::NoProgress,
+//!     &engine::no_progress(),
 //! )
 //! .await
 //! .unwrap();
@@ -44,7 +44,7 @@
 //! // Restore the home directory into another place.
 //! let target = tempfile::tempdir().unwrap();
 //! let plan = RestorePlan::new(account.id).item(ItemKind::HomeDir, snapshot.id);
-//! engine::restore(&handle, &plan, &[snapshot], &FsAccount::new(target.path()), &engine::NoProgress)
+//! engine::restore(&handle, &plan, &[snapshot], &FsAccount::new(target.path()), &engine::no_progress())
 //!     .await
 //!     .unwrap();
 //! assert_eq!(
@@ -52,7 +52,7 @@
 //!     b"<h1>hi</h1>"
 //! );
 //! # });
-//! ```ignore
+//! ```
 
 pub mod engine;
 mod error;

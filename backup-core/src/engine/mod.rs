@@ -1,1 +1,23 @@
-//! The engine.
+//! The engine: backup of one account, restore of a plan, dry runs, with progress events.
+//!
+//! Stages live in separate files so that they can be parallelised independently:
+//! [`chunker`](self) (FastCDC), `walk` (tree walk into tree blobs), `packer` (dedup,
+//! compress, seal, pack), `upload` (bounded concurrent puts), `reader` (pack fetch and blob
+//! authentication), `fs_write` (safe writes under the target), `restore` and `backup`
+//! (orchestration).
+
+mod backup;
+mod chunker;
+mod fs_write;
+mod packer;
+mod progress;
+mod reader;
+mod restore;
+mod upload;
+mod walk;
+
+pub use backup::{BackupRequest, backup};
+pub use progress::{
+    NoProgress, Progress, ProgressCounters, ProgressEvent, ProgressSink, no_progress,
+};
+pub use restore::{RestoreReport, dry_run, restore};

@@ -195,7 +195,9 @@ impl FromStr for EncryptionMode {
 }
 
 /// Which events reach the account's e-mail address.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, Default)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, Default,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum NotificationLevel {
     /// No notifications.

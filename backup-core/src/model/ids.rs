@@ -126,7 +126,10 @@ impl ChunkId {
     pub fn from_hex(s: &str) -> Result<Self> {
         let bytes = s.as_bytes();
         if bytes.len() != 64 {
-            return Err(Error::invalid("content id", format!("{s:?} is not 64 hex digits")));
+            return Err(Error::invalid(
+                "content id",
+                format!("{s:?} is not 64 hex digits"),
+            ));
         }
         let mut out = [0u8; 32];
         for (i, pair) in bytes.chunks_exact(2).enumerate() {

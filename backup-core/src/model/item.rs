@@ -137,7 +137,10 @@ mod tests {
             assert_eq!(ItemKind::from_code(k.code()), Some(k));
         }
         assert_eq!("home_dir".parse::<ItemKind>().unwrap(), ItemKind::HomeDir);
-        assert_eq!("Panel-Config".parse::<ItemKind>().unwrap(), ItemKind::PanelConfig);
+        assert_eq!(
+            "Panel-Config".parse::<ItemKind>().unwrap(),
+            ItemKind::PanelConfig
+        );
         assert!("nope".parse::<ItemKind>().is_err());
         assert_eq!(ItemKind::from_code(0), None);
         for k in ItemKind::ALL {

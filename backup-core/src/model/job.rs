@@ -168,7 +168,10 @@ impl Job {
             return Err(Error::invalid("job name", "must not be empty"));
         }
         if items.is_empty() {
-            return Err(Error::invalid("job items", "a job backs up at least one item"));
+            return Err(Error::invalid(
+                "job items",
+                "a job backs up at least one item",
+            ));
         }
         if destinations.is_empty() {
             return Err(Error::invalid(
@@ -245,7 +248,14 @@ mod tests {
     #[test]
     fn schedules_validate() {
         assert!(Schedule::Daily { hour: 3, minute: 0 }.validate().is_ok());
-        assert!(Schedule::Daily { hour: 24, minute: 0 }.validate().is_err());
+        assert!(
+            Schedule::Daily {
+                hour: 24,
+                minute: 0
+            }
+            .validate()
+            .is_err()
+        );
         assert!(Schedule::Hours { hours: 0 }.validate().is_err());
         assert!(
             Schedule::Monthly {
@@ -267,7 +277,10 @@ mod tests {
         let job = Job::new(
             "nightly",
             vec![ItemKind::HomeDir, ItemKind::Databases, ItemKind::HomeDir],
-            Schedule::Daily { hour: 2, minute: 30 },
+            Schedule::Daily {
+                hour: 2,
+                minute: 30,
+            },
             vec![d.id],
         )
         .unwrap();

@@ -159,7 +159,11 @@ pub struct PriorityGroup {
 impl PriorityGroup {
     /// Validates and builds a group; priorities must be 0-100.
     pub fn new(name: &str, backup: u8, restore: u8, download: u8) -> Result<Self> {
-        for (what, p) in [("backup", backup), ("restore", restore), ("download", download)] {
+        for (what, p) in [
+            ("backup", backup),
+            ("restore", restore),
+            ("download", download),
+        ] {
             if p > 100 {
                 return Err(Error::invalid(
                     "priority",

@@ -96,7 +96,12 @@ impl RestorePlan {
     }
 
     /// Adds `kind` from `snapshot` with a path selection.
-    pub fn item_paths(mut self, kind: ItemKind, snapshot: SnapshotId, paths: PathSelection) -> Self {
+    pub fn item_paths(
+        mut self,
+        kind: ItemKind,
+        snapshot: SnapshotId,
+        paths: PathSelection,
+    ) -> Self {
         self.items.push(ItemSelection {
             kind,
             snapshot,
@@ -144,28 +149,35 @@ impl RestorePlan {
             .get_account(self.account)
             .await?
             .ok_or_else(|| Error::not_found(format!("account {}", self.account)))?;
-        let snapshots = self.validate(&account, required_conditions, |id| async move {
-            catalog.get_snapshot(id).await
-        })
-        .await?;
+        self.check_rules(&account, required_conditions)?;
+        let mut snapshots: Vec<Snapshot> = Vec::new();
+        for id in self.snapshot_ids() {
+            let s = catalog
+                .get_snapshot(id)
+                .await?
+                .ok_or_else(|| Error::not_found(format!("snapshot {id}")))?;
+            snapshots.push(s);
+        }
+        self.check_snapshots(&snapshots)?;
         Ok(CheckedPlan { account, snapshots })
     }
 
-    async fn validate<F, Fut>(
-        &self,
-        account: &Account,
-        required_conditions: &[String],
-        lookup: F,
-    ) -> Result<Vec<Snapshot>>
-    where
-        F: Fn(SnapshotId) -> Fut,
-        Fut: std::future::Future<Output = Result<Option<Snapshot>>>,
-    {
+    /// The distinct snapshots the plan reads, in plan order.
+    pub fn snapshot_ids(&self) -> Vec<SnapshotId> {
+        let mut ids = Vec::new();
+        for sel in &self.items {
+            if !ids.contains(&sel.snapshot) {
+                ids.push(sel.snapshot);
+            }
+        }
+        ids
+    }
+
+    /// The account-level rules: the plan is for `account`, terminate-first is not used on a
+    /// reseller, every required condition is accepted.
+    pub fn check_rules(&self, account: &Account, required_conditions: &[String]) -> Result<()> {
         if account.id != self.account {
             return Err(Error::refused("the plan names another account"));
-        }
-        if self.items.is_empty() {
-            return Err(Error::invalid("restore plan", "no item selected"));
         }
         if self.options.terminate_first && account.reseller {
             return Err(Error::refused(
@@ -179,8 +191,16 @@ impl RestorePlan {
                 )));
             }
         }
+        Ok(())
+    }
+
+    /// The snapshot-level rules, given the snapshots the plan names: at least one item, no
+    /// item twice, every snapshot known, of this account, and holding the item.
+    pub fn check_snapshots(&self, snapshots: &[Snapshot]) -> Result<()> {
+        if self.items.is_empty() {
+            return Err(Error::invalid("restore plan", "no item selected"));
+        }
         let mut seen = BTreeSet::new();
-        let mut snapshots: Vec<Snapshot> = Vec::new();
         for sel in &self.items {
             if !seen.insert(sel.kind) {
                 return Err(Error::invalid(
@@ -188,16 +208,10 @@ impl RestorePlan {
                     format!("item {} selected twice", sel.kind),
                 ));
             }
-            let snap = match snapshots.iter().find(|s| s.id == sel.snapshot) {
-                Some(s) => s.clone(),
-                None => {
-                    let s = lookup(sel.snapshot)
-                        .await?
-                        .ok_or_else(|| Error::not_found(format!("snapshot {}", sel.snapshot)))?;
-                    snapshots.push(s.clone());
-                    s
-                }
-            };
+            let snap = snapshots
+                .iter()
+                .find(|s| s.id == sel.snapshot)
+                .ok_or_else(|| Error::not_found(format!("snapshot {}", sel.snapshot)))?;
             if snap.account != self.account {
                 return Err(Error::refused(format!(
                     "snapshot {} belongs to another account",
@@ -211,7 +225,7 @@ impl RestorePlan {
                 ));
             }
         }
-        Ok(snapshots)
+        Ok(())
     }
 }
 
@@ -308,17 +322,14 @@ mod tests {
         }
     }
 
-    async fn validate(plan: &RestorePlan, account: &Account, snaps: &[Snapshot]) -> Result<usize> {
-        plan.validate(account, &["backup is older".to_owned()], |id| {
-            let found = snaps.iter().find(|s| s.id == id).cloned();
-            async move { Ok(found) }
-        })
-        .await
-        .map(|v| v.len())
+    fn validate(plan: &RestorePlan, account: &Account, snaps: &[Snapshot]) -> Result<usize> {
+        plan.check_rules(account, &["backup is older".to_owned()])?;
+        plan.check_snapshots(snaps)?;
+        Ok(plan.snapshot_ids().len())
     }
 
-    #[tokio::test]
-    async fn plans_are_checked() {
+    #[test]
+    fn plans_are_checked() {
         let mut account = Account::new("carol").unwrap();
         let s1 = snapshot(account.id, &[ItemKind::HomeDir, ItemKind::Databases]);
         let s2 = snapshot(account.id, &[ItemKind::HomeDir]);
@@ -328,29 +339,29 @@ mod tests {
             .item(ItemKind::HomeDir, s2.id)
             .item(ItemKind::Databases, s1.id)
             .accept("backup is older");
-        assert_eq!(validate(&ok, &account, &snaps).await.unwrap(), 2);
+        assert_eq!(validate(&ok, &account, &snaps).unwrap(), 2);
 
         let no_condition = RestorePlan::new(account.id).item(ItemKind::HomeDir, s2.id);
         assert!(matches!(
-            validate(&no_condition, &account, &snaps).await,
+            validate(&no_condition, &account, &snaps),
             Err(Error::Refused { .. })
         ));
         let foreign = RestorePlan::new(account.id)
             .item(ItemKind::HomeDir, other.id)
             .accept("backup is older");
         assert!(matches!(
-            validate(&foreign, &account, &snaps).await,
+            validate(&foreign, &account, &snaps),
             Err(Error::Refused { .. })
         ));
         let missing_item = RestorePlan::new(account.id)
             .item(ItemKind::Databases, s2.id)
             .accept("backup is older");
-        assert!(validate(&missing_item, &account, &snaps).await.is_err());
+        assert!(validate(&missing_item, &account, &snaps).is_err());
         let twice = RestorePlan::new(account.id)
             .item(ItemKind::HomeDir, s1.id)
             .item(ItemKind::HomeDir, s2.id)
             .accept("backup is older");
-        assert!(validate(&twice, &account, &snaps).await.is_err());
+        assert!(validate(&twice, &account, &snaps).is_err());
 
         account.reseller = true;
         let terminate = RestorePlan::new(account.id)
@@ -361,7 +372,7 @@ mod tests {
                 ..Default::default()
             });
         assert!(matches!(
-            validate(&terminate, &account, &snaps).await,
+            validate(&terminate, &account, &snaps),
             Err(Error::Refused { .. })
         ));
     }

@@ -112,7 +112,7 @@ pub struct BackupStats {
     pub bytes_new: u64,
     /// Plaintext bytes that were already in the repository.
     pub bytes_deduplicated: u64,
-    /// Bytes written to storage (packs, index, snapshot object), after compression.
+    /// Bytes written to storage for packs and index, after compression and sealing.
     pub bytes_stored: u64,
     /// New chunks.
     pub chunks_new: u64,
@@ -120,6 +120,8 @@ pub struct BackupStats {
     pub chunks_deduplicated: u64,
     /// Pack objects written.
     pub packs_written: u64,
+    /// Entries that could not be read and were left out.
+    pub files_skipped: u64,
     /// Wall time in milliseconds.
     pub duration_ms: u64,
 }

@@ -7,8 +7,7 @@ use async_trait::async_trait;
 use crate::error::Result;
 use crate::model::{
     Account, AccountId, Destination, DestinationId, DownloadId, DownloadRequest, Job, JobId,
-    Organization, OrganizationId, PriorityGroup, PriorityGroupId, Snapshot, SnapshotId, Tag,
-    TagId,
+    Organization, OrganizationId, PriorityGroup, PriorityGroupId, Snapshot, SnapshotId, Tag, TagId,
 };
 
 /// Persistence of everything the model has.

@@ -9,8 +9,7 @@ use super::Catalog;
 use crate::error::{Error, Result};
 use crate::model::{
     Account, AccountId, Destination, DestinationId, DownloadId, DownloadRequest, Job, JobId,
-    Organization, OrganizationId, PriorityGroup, PriorityGroupId, Snapshot, SnapshotId, Tag,
-    TagId,
+    Organization, OrganizationId, PriorityGroup, PriorityGroupId, Snapshot, SnapshotId, Tag, TagId,
 };
 
 #[derive(Debug, Default)]
@@ -147,7 +146,11 @@ impl Catalog for MemoryCatalog {
         self.with(|t| Ok(t.groups.get(&id).cloned()))
     }
     async fn list_priority_groups(&self) -> Result<Vec<PriorityGroup>> {
-        self.with(|t| Ok(sorted(t.groups.values().cloned(), |x| (x.name.clone(), x.id))))
+        self.with(|t| {
+            Ok(sorted(t.groups.values().cloned(), |x| {
+                (x.name.clone(), x.id)
+            }))
+        })
     }
     async fn delete_priority_group(&self, id: PriorityGroupId) -> Result<bool> {
         self.with(|t| Ok(t.groups.remove(&id).is_some()))

@@ -1,1 +1,417 @@
-//! Repository format v1.
+//! Repository format v1 over any [`object_store::ObjectStore`]: one store prefix is one
+//! destination; each account has its own prefix (tenants never share chunks).
+//!
+//! ```text
+//! config                                         chunker parameters, pack size (no secrets)
+//! accounts/<account-uuid>/keys/<key-id>          key envelope (opaque, from the key adapter)
+//! accounts/<account-uuid>/snapshots/<uuid>       snapshot objects
+//! accounts/<account-uuid>/packs/<hh>/<pack-id>   data and tree packs
+//! accounts/<account-uuid>/index/<index-id>       pack trailers gathered
+//! ```
+//! `docs/format.md` describes every object byte by byte.
+
+mod config;
+mod format;
+mod index;
+pub mod layout;
+mod pack;
+mod snapshot;
+mod tree;
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use futures::{StreamExt, TryStreamExt};
+use object_store::path::Path;
+use object_store::{
+    GetOptions, GetRange, ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload,
+};
+
+pub use config::{ChunkerParams, RepoConfig};
+pub use format::{
+    CONFIG_MAGIC, FORMAT_VERSION, INDEX_MAGIC, PACK_MAGIC, SNAPSHOT_MAGIC, TRAILER_MAGIC,
+};
+pub use index::{IndexedPack, decode_index, encode_index};
+pub use pack::{
+    BlobCodec, BlobKind, BlobLocator, Compression, ENTRY_LEN, FOOTER_LEN, FinishedPack, HEADER_LEN,
+    PackTrailer, PackWriter, TrailerEntry, read_pack, read_trailer, trailer_span,
+};
+pub use snapshot::SnapshotObject;
+pub use tree::{Node, Tree, TreeEntry, is_safe_name};
+
+use crate::error::{Error, Result};
+use crate::model::{AccountId, ChunkId, PackId, SnapshotId};
+use crate::ports::{ContentOpener, ContentSealer};
+
+/// How many bytes to read from the end of a pack to get its trailer in one request usually.
+const TRAILER_GUESS: u64 = 64 * 1024;
+
+/// A repository: an object store, a root prefix and the config stored there.
+#[derive(Debug, Clone)]
+pub struct Repository {
+    store: Arc<dyn ObjectStore>,
+    root: Path,
+    config: RepoConfig,
+}
+
+impl Repository {
+    /// Creates the repository's `config` at `root` (exclusive create), or opens it if it
+    /// exists already (the stored config wins).
+    pub async fn init(store: Arc<dyn ObjectStore>, root: Path, config: RepoConfig) -> Result<Self> {
+        config.validate()?;
+        let opts = PutOptions {
+            mode: PutMode::Create,
+            ..Default::default()
+        };
+        match store
+            .put_opts(
+                &layout::config(&root),
+                PutPayload::from(config.encode()?),
+                opts,
+            )
+            .await
+        {
+            Ok(_) => Ok(Self {
+                store,
+                root,
+                config,
+            }),
+            Err(object_store::Error::AlreadyExists { .. }) => Self::open(store, root).await,
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Opens the repository at `root`; [`Error::NotFound`] if there is none.
+    pub async fn open(store: Arc<dyn ObjectStore>, root: Path) -> Result<Self> {
+        let path = layout::config(&root);
+        let bytes = match store.get(&path).await {
+            Ok(r) => r.bytes().await?,
+            Err(object_store::Error::NotFound { .. }) => {
+                return Err(Error::not_found(format!("repository at {root:?}")));
+            }
+            Err(e) => return Err(e.into()),
+        };
+        let config = RepoConfig::decode(&bytes)?;
+        Ok(Self {
+            store,
+            root,
+            config,
+        })
+    }
+
+    /// The stored config.
+    pub fn config(&self) -> &RepoConfig {
+        &self.config
+    }
+
+    /// The object store.
+    pub fn store(&self) -> &Arc<dyn ObjectStore> {
+        &self.store
+    }
+
+    /// The root prefix.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// A handle on one account's part of the repository. `opener` is needed only to read
+    /// content (restore, dry run, data verification).
+    pub fn account(
+        &self,
+        account: AccountId,
+        sealer: Arc<dyn ContentSealer>,
+        opener: Option<Arc<dyn ContentOpener>>,
+    ) -> AccountRepo {
+        AccountRepo {
+            repo: self.clone(),
+            account,
+            sealer,
+            opener,
+        }
+    }
+
+    /// Accounts that have a prefix in this repository.
+    pub async fn list_accounts(&self) -> Result<Vec<AccountId>> {
+        let listing = self
+            .store
+            .list_with_delimiter(Some(&layout::accounts(&self.root)))
+            .await?;
+        let mut out = Vec::new();
+        for prefix in listing.common_prefixes {
+            if let Some(name) = prefix.filename()
+                && let Ok(id) = name.parse()
+            {
+                out.push(id);
+            }
+        }
+        out.sort();
+        Ok(out)
+    }
+
+    /// Stores an account's key envelope as `keys/<key_id>` (write-once).
+    pub async fn put_key_envelope(
+        &self,
+        account: AccountId,
+        key_id: &str,
+        envelope: &[u8],
+    ) -> Result<()> {
+        if key_id.is_empty()
+            || !key_id
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-')
+        {
+            return Err(Error::invalid("key id", format!("{key_id:?}")));
+        }
+        let path = layout::keys(&self.root, account).join(key_id);
+        let opts = PutOptions {
+            mode: PutMode::Create,
+            ..Default::default()
+        };
+        match self
+            .store
+            .put_opts(&path, PutPayload::from(envelope.to_vec()), opts)
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(object_store::Error::AlreadyExists { .. }) => {
+                let existing = self.store.get(&path).await?.bytes().await?;
+                if existing.as_ref() == envelope {
+                    Ok(())
+                } else {
+                    Err(Error::AlreadyExists {
+                        what: format!("key envelope {key_id} of account {account}"),
+                    })
+                }
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Every key envelope of an account, as `(key id, bytes)`.
+    pub async fn key_envelopes(&self, account: AccountId) -> Result<Vec<(String, Vec<u8>)>> {
+        let prefix = layout::keys(&self.root, account);
+        let metas: Vec<_> = self.store.list(Some(&prefix)).try_collect().await?;
+        let mut out = Vec::with_capacity(metas.len());
+        for m in metas {
+            let name = m.location.filename().unwrap_or_default().to_owned();
+            let bytes = self.store.get(&m.location).await?.bytes().await?;
+            out.push((name, bytes.to_vec()));
+        }
+        out.sort();
+        Ok(out)
+    }
+}
+
+/// One account's part of a repository, with the account's crypto.
+#[derive(Debug, Clone)]
+pub struct AccountRepo {
+    repo: Repository,
+    account: AccountId,
+    sealer: Arc<dyn ContentSealer>,
+    opener: Option<Arc<dyn ContentOpener>>,
+}
+
+impl AccountRepo {
+    /// The repository.
+    pub fn repository(&self) -> &Repository {
+        &self.repo
+    }
+
+    /// The account.
+    pub fn account(&self) -> AccountId {
+        self.account
+    }
+
+    /// The writer's crypto.
+    pub fn sealer(&self) -> &Arc<dyn ContentSealer> {
+        &self.sealer
+    }
+
+    /// The reader's crypto, if given.
+    pub fn opener(&self) -> Option<&Arc<dyn ContentOpener>> {
+        self.opener.as_ref()
+    }
+
+    /// The opener, or [`Error::KeyRequired`].
+    pub fn require_opener(&self) -> Result<&Arc<dyn ContentOpener>> {
+        self.opener.as_ref().ok_or_else(|| Error::KeyRequired {
+            account: self.account.to_string(),
+        })
+    }
+
+    fn root(&self) -> &Path {
+        &self.repo.root
+    }
+
+    fn store(&self) -> &Arc<dyn ObjectStore> {
+        &self.repo.store
+    }
+
+    /// Uploads a finished pack (its name is its content hash, so a retry rewrites the same
+    /// bytes) and returns what an index lists of it.
+    pub async fn put_pack(&self, pack: FinishedPack) -> Result<IndexedPack> {
+        let path = layout::pack(self.root(), self.account, &pack.id);
+        let len = pack.bytes.len() as u64;
+        self.store()
+            .put(&path, PutPayload::from(pack.bytes))
+            .await?;
+        Ok(IndexedPack {
+            id: pack.id,
+            len,
+            trailer: pack.trailer,
+        })
+    }
+
+    /// Downloads a whole pack and checks it against its id.
+    pub async fn get_pack(&self, id: &PackId) -> Result<(Bytes, PackTrailer)> {
+        let path = layout::pack(self.root(), self.account, id);
+        let bytes = self.store().get(&path).await?.bytes().await?;
+        let trailer = read_pack(self.sealer.server_keys(), id, &bytes)?;
+        Ok((bytes, trailer))
+    }
+
+    /// Reads and authenticates one pack's trailer with ranged reads.
+    pub async fn get_trailer(&self, id: &PackId, len: u64) -> Result<PackTrailer> {
+        let object = format!("pack {id}");
+        let path = layout::pack(self.root(), self.account, id);
+        let guess = TRAILER_GUESS.min(len);
+        let mut tail = self.get_suffix(&path, guess).await?;
+        let span = trailer_span(&tail, &object)? as u64;
+        if span > len {
+            return Err(Error::integrity(&object, "trailer longer than the pack"));
+        }
+        if span > tail.len() as u64 {
+            tail = self.get_suffix(&path, span).await?;
+        }
+        read_trailer(self.sealer.server_keys(), &tail, len, &object)
+    }
+
+    async fn get_suffix(&self, path: &Path, n: u64) -> Result<Bytes> {
+        let opts = GetOptions {
+            range: Some(GetRange::Suffix(n)),
+            ..Default::default()
+        };
+        Ok(self.store().get_opts(path, opts).await?.bytes().await?)
+    }
+
+    /// Every pack object of the account with its length.
+    pub async fn list_packs(&self) -> Result<Vec<(PackId, u64)>> {
+        let prefix = layout::packs(self.root(), self.account);
+        let metas: Vec<_> = self.store().list(Some(&prefix)).try_collect().await?;
+        let mut out = Vec::with_capacity(metas.len());
+        for m in metas {
+            let name = m.location.filename().unwrap_or_default();
+            let id = ChunkId::from_hex(name).map_err(|_| {
+                Error::integrity(m.location.to_string(), "pack name is not a pack id")
+            })?;
+            out.push((id, m.size));
+        }
+        Ok(out)
+    }
+
+    /// Writes an index object for `packs`; returns its id and size.
+    pub async fn put_index(&self, packs: &[IndexedPack]) -> Result<(ChunkId, u64)> {
+        let (id, bytes) = encode_index(self.sealer.server_keys(), packs)?;
+        let len = bytes.len() as u64;
+        let path = layout::index(self.root(), self.account, &id);
+        self.store().put(&path, PutPayload::from(bytes)).await?;
+        Ok((id, len))
+    }
+
+    /// Loads where every blob of the account is: the index objects, then the trailer of
+    /// every pack no index lists (so a lost or stale index only costs reads).
+    pub async fn load_locator(&self) -> Result<BlobLocator> {
+        let keys = self.sealer.server_keys();
+        let mut locator = BlobLocator::new();
+        let prefix = layout::indexes(self.root(), self.account);
+        let metas: Vec<_> = self.store().list(Some(&prefix)).try_collect().await?;
+        let packs = self.list_packs().await?;
+        let present: std::collections::HashSet<PackId> = packs.iter().map(|(id, _)| *id).collect();
+        let fetched: Vec<Result<(ChunkId, Bytes)>> = futures::stream::iter(metas)
+            .map(|m| async move {
+                let name = m.location.filename().unwrap_or_default();
+                let id = ChunkId::from_hex(name)
+                    .map_err(|_| Error::integrity(m.location.to_string(), "bad index name"))?;
+                let bytes = self.store().get(&m.location).await?.bytes().await?;
+                Ok((id, bytes))
+            })
+            .buffer_unordered(8)
+            .collect()
+            .await;
+        for item in fetched {
+            let (id, bytes) = item?;
+            for p in decode_index(keys, &id, &bytes)? {
+                // An index may list a pack that was deleted since; only present packs count.
+                if present.contains(&p.id) {
+                    locator.add_pack(p.id, p.trailer);
+                }
+            }
+        }
+        let missing: Vec<(PackId, u64)> = packs
+            .into_iter()
+            .filter(|(id, _)| !locator.has_pack(id))
+            .collect();
+        let trailers: Vec<Result<(PackId, PackTrailer)>> = futures::stream::iter(missing)
+            .map(|(id, len)| async move { Ok((id, self.get_trailer(&id, len).await?)) })
+            .buffer_unordered(8)
+            .collect()
+            .await;
+        for t in trailers {
+            let (id, trailer) = t?;
+            locator.add_pack(id, trailer);
+        }
+        Ok(locator)
+    }
+
+    /// Stores a snapshot object (write-once).
+    pub async fn put_snapshot(&self, object: &SnapshotObject) -> Result<()> {
+        let session = self.sealer.begin()?;
+        let bytes = object.encode(self.sealer.server_keys(), session.as_ref())?;
+        let path = layout::snapshot(self.root(), self.account, object.snapshot.id);
+        let opts = PutOptions {
+            mode: PutMode::Create,
+            ..Default::default()
+        };
+        self.store()
+            .put_opts(&path, PutPayload::from(bytes), opts)
+            .await?;
+        Ok(())
+    }
+
+    /// Loads and authenticates a snapshot object; roots are opened when an opener is held.
+    pub async fn load_snapshot(&self, id: SnapshotId) -> Result<SnapshotObject> {
+        let path = layout::snapshot(self.root(), self.account, id);
+        let bytes = match self.store().get(&path).await {
+            Ok(r) => r.bytes().await?,
+            Err(object_store::Error::NotFound { .. }) => {
+                return Err(Error::not_found(format!(
+                    "snapshot {id} of account {} in the repository",
+                    self.account
+                )));
+            }
+            Err(e) => return Err(e.into()),
+        };
+        SnapshotObject::decode(
+            self.sealer.server_keys(),
+            self.opener.as_deref(),
+            self.account,
+            id,
+            &bytes,
+        )
+    }
+
+    /// Ids of every snapshot object of the account, oldest first.
+    pub async fn list_snapshots(&self) -> Result<Vec<SnapshotId>> {
+        let prefix = layout::snapshots(self.root(), self.account);
+        let metas: Vec<_> = self.store().list(Some(&prefix)).try_collect().await?;
+        let mut ids: Vec<SnapshotId> = metas
+            .iter()
+            .filter_map(|m| m.location.filename().and_then(|n| n.parse().ok()))
+            .collect();
+        ids.sort();
+        Ok(ids)
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,247 @@
+//! Backing up one account into one repository.
+
+use std::time::Instant;
+
+use chrono::Utc;
+use tokio::sync::mpsc;
+
+use super::chunker::Chunker;
+use super::packer::Packer;
+use super::progress::{ProgressEvent, ProgressSink};
+use super::upload::{Uploaded, upload};
+use super::walk::Walker;
+use crate::error::{Error, Result};
+use crate::model::{
+    Account, BackupStats, ChunkId, DestinationId, ItemKind, JobId, PathFilter, Snapshot,
+    SnapshotId, SnapshotItem, SnapshotKind,
+};
+use crate::ports::AccountSource;
+use crate::repo::{AccountRepo, Node, SnapshotObject, Tree, TreeEntry};
+
+/// Packs waiting for upload at most (bounds memory to about this many packs).
+const UPLOAD_QUEUE: usize = 2;
+
+/// What to back up.
+#[derive(Debug, Clone)]
+pub struct BackupRequest<'a> {
+    /// The account.
+    pub account: &'a Account,
+    /// The destination the repository belongs to (recorded in the snapshot).
+    pub destination: DestinationId,
+    /// The job, if any.
+    pub job: Option<JobId>,
+    /// Why the snapshot is taken.
+    pub kind: SnapshotKind,
+    /// Items to back up; `None` takes every item the source has.
+    pub items: Option<Vec<ItemKind>>,
+    /// Excludes added to the account's own (for example the job's).
+    pub extra_excludes: PathFilter,
+    /// zstd level for compressible blobs.
+    pub compression_level: i32,
+}
+
+impl<'a> BackupRequest<'a> {
+    /// An on-demand backup of every item of `account`.
+    pub fn new(account: &'a Account, destination: DestinationId) -> Self {
+        Self {
+            account,
+            destination,
+            job: None,
+            kind: SnapshotKind::OnDemand,
+            items: None,
+            extra_excludes: PathFilter::default(),
+            compression_level: 1,
+        }
+    }
+}
+
+/// Backs up `source` into `repo` and returns the new snapshot (already written to the
+/// repository; adding it to the catalog is the caller's step). A second backup of unchanged
+/// data writes no new data pack.
+pub async fn backup(
+    repo: &AccountRepo,
+    request: &BackupRequest<'_>,
+    source: &dyn AccountSource,
+    progress: &ProgressSink,
+) -> Result<Snapshot> {
+    let started = Instant::now();
+    let account = request.account;
+    if account.id != repo.account() {
+        return Err(Error::refused(
+            "the repository handle belongs to another account",
+        ));
+    }
+    let id = SnapshotId::new();
+    let created = Utc::now();
+    let excludes = account.excludes.union(&request.extra_excludes)?;
+    let mut kinds = source.items().await?;
+    if let Some(wanted) = &request.items {
+        kinds.retain(|k| wanted.contains(k));
+    }
+    kinds.sort();
+    kinds.dedup();
+
+    let locator = repo.load_locator().await?;
+    let known = locator
+        .packs()
+        .flat_map(|(_, t)| t.entries.iter().map(|e| e.id))
+        .collect();
+    let config = *repo.repository().config();
+    let sealer = repo.sealer().clone();
+    let (tx, rx) = mpsc::channel(UPLOAD_QUEUE);
+    let uploader = tokio::spawn(upload(repo.clone(), rx));
+    let packer = Packer::new(
+        sealer.clone(),
+        known,
+        config.pack_size as usize,
+        request.compression_level,
+        tx,
+    )?;
+    let mut slot = Some(Walker {
+        chunker: Chunker::new(config.chunker, sealer.server_keys().chunker_seed()),
+        packer,
+        progress: progress.clone(),
+        bytes_read: 0,
+        skipped: 0,
+    });
+
+    let walked = walk_items(&mut slot, source, &kinds, &excludes, progress).await;
+    let finished = match (walked, slot.take()) {
+        (Ok(walked), Some(walker)) => {
+            let (bytes_read, skipped) = (walker.bytes_read, walker.skipped);
+            tokio::task::spawn_blocking(move || walker.packer.finish())
+                .await
+                .map_err(join_error)
+                .and_then(|r| r.map(|(refs, stats)| (walked, refs, stats, bytes_read, skipped)))
+        }
+        (Ok(_), None) => Err(Error::Internal {
+            reason: "backup worker lost".into(),
+        }),
+        (Err(e), _) => Err(e),
+    };
+    // The packer is gone now, so the upload channel is closed and the uploader ends.
+    let uploaded = uploader.await.map_err(join_error).and_then(|r| r);
+    // A storage failure stops the uploader first and the walker only sees a closed channel:
+    // report the storage failure.
+    let uploaded: Uploaded = match (&finished, uploaded) {
+        (_, Err(e)) => return Err(e),
+        (_, Ok(u)) => u,
+    };
+    let ((items, roots), references, pack_stats, bytes_read, skipped) = finished?;
+
+    let mut bytes_stored = uploaded.bytes;
+    if !uploaded.packs.is_empty() {
+        let (_, index_len) = repo.put_index(&uploaded.packs).await?;
+        bytes_stored += index_len;
+    }
+    if skipped > 0 {
+        tracing::warn!(account = %account.id, skipped, "backup skipped unreadable entries");
+    }
+    let snapshot = Snapshot {
+        id,
+        account: account.id,
+        job: request.job,
+        destination: request.destination,
+        created,
+        kind: request.kind,
+        items,
+        encrypted: sealer.is_encrypted(),
+        locked: false,
+        stats: BackupStats {
+            bytes_read,
+            bytes_new: pack_stats.bytes_new,
+            bytes_deduplicated: pack_stats.bytes_deduplicated,
+            bytes_stored,
+            chunks_new: pack_stats.chunks_new,
+            chunks_deduplicated: pack_stats.chunks_deduplicated,
+            packs_written: uploaded.packs.len() as u64,
+            files_skipped: skipped,
+            duration_ms: started.elapsed().as_millis() as u64,
+        },
+    };
+    repo.put_snapshot(&SnapshotObject {
+        snapshot: snapshot.clone(),
+        references,
+        roots: Some(roots),
+    })
+    .await?;
+    Ok(snapshot)
+}
+
+type Walked = (Vec<SnapshotItem>, Vec<(ItemKind, ChunkId)>);
+
+async fn walk_items(
+    walker: &mut Option<Walker>,
+    source: &dyn AccountSource,
+    kinds: &[ItemKind],
+    excludes: &PathFilter,
+    progress: &ProgressSink,
+) -> Result<Walked> {
+    let mut items = Vec::new();
+    let mut roots = Vec::new();
+    for &kind in kinds {
+        progress.event(ProgressEvent::ItemStarted { kind });
+        let (root, stats) = if kind.is_tree() {
+            let Some(dir) = source.tree_root(kind).await? else {
+                continue;
+            };
+            let filter = if kind == ItemKind::HomeDir {
+                excludes.clone()
+            } else {
+                PathFilter::default()
+            };
+            in_blocking(walker, move |w| w.walk_dir(&dir, "", &filter)).await?
+        } else {
+            let mut tree = Tree::default();
+            let mut names = source.documents(kind).await?;
+            names.sort();
+            names.dedup();
+            for name in names {
+                crate::fs_account::check_document_name(&name)?;
+                let reader = source.open_document(kind, &name).await?;
+                let label = std::path::PathBuf::from(format!("{kind}/{name}"));
+                let (size, chunks) =
+                    in_blocking(walker, move |w| w.store_content(reader, &label)).await?;
+                tree.entries.push(TreeEntry {
+                    name: name.into_bytes(),
+                    node: Node::File { size, chunks },
+                    mode: 0o600,
+                    mtime_ns: 0,
+                });
+            }
+            tree.entries.sort_by(|a, b| a.name.cmp(&b.name));
+            let stats = tree.stats();
+            let id = in_blocking(walker, move |w| w.store_tree(&tree)).await?;
+            (id, stats)
+        };
+        progress.event(ProgressEvent::ItemFinished { kind, stats });
+        items.push(SnapshotItem { kind, stats });
+        roots.push((kind, root));
+    }
+    Ok((items, roots))
+}
+
+/// Runs `f` on the walker in a blocking thread (file I/O and hashing), moving the walker in
+/// and back out.
+async fn in_blocking<T: Send + 'static>(
+    slot: &mut Option<Walker>,
+    f: impl FnOnce(&mut Walker) -> Result<T> + Send + 'static,
+) -> Result<T> {
+    let mut walker = slot.take().ok_or_else(|| Error::Internal {
+        reason: "backup worker lost".into(),
+    })?;
+    let (walker, result) = tokio::task::spawn_blocking(move || {
+        let r = f(&mut walker);
+        (walker, r)
+    })
+    .await
+    .map_err(join_error)?;
+    *slot = Some(walker);
+    result
+}
+
+pub(crate) fn join_error(e: tokio::task::JoinError) -> Error {
+    Error::Internal {
+        reason: format!("worker task failed: {e}"),
+    }
+}

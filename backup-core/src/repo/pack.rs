@@ -1,0 +1,492 @@
+//! Packs: sealed blobs back to back, then a trailer that lists them, then a fixed footer.
+//!
+//! ```text
+//! header   "BKUPPACK" | version u16 | pack kind u8 | 0u8                      12 bytes
+//! blobs    sealed blob bytes, back to back
+//! trailer  pack kind u8 | seal header len u16 | seal header | count u32 | entries (52 B each)
+//! footer   trailer len u32 | trailer MAC [32] | "BKUPTRLR"                    44 bytes
+//! ```
+//! The pack id (its object name) is the keyed BLAKE3 (pack domain) of every byte, so the
+//! server can verify a pack without the content key. The trailer alone locates and opens
+//! every blob, so indexes can always be rebuilt from trailers.
+
+use std::collections::HashMap;
+
+use super::format::{ByteReader, FORMAT_VERSION, PACK_MAGIC, TRAILER_MAGIC, len_u32};
+use crate::error::{Error, Result};
+use crate::model::{ChunkId, PackId};
+use crate::ports::{MacDomain, OpenSession, SealSession, ServerKeys};
+
+/// Length of the fixed footer at the end of every pack.
+pub const FOOTER_LEN: usize = 44;
+/// Length of the fixed header at the start of every pack.
+pub const HEADER_LEN: usize = 12;
+/// Length of one trailer entry.
+pub const ENTRY_LEN: usize = 52;
+
+/// What a blob holds; data and trees live in separate packs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum BlobKind {
+    /// File content.
+    Data,
+    /// Directory listings and other metadata.
+    Tree,
+}
+
+impl BlobKind {
+    fn code(self) -> u8 {
+        match self {
+            BlobKind::Data => 1,
+            BlobKind::Tree => 2,
+        }
+    }
+
+    fn from_code(code: u8, object: &str) -> Result<Self> {
+        match code {
+            1 => Ok(BlobKind::Data),
+            2 => Ok(BlobKind::Tree),
+            c => Err(Error::integrity(object, format!("unknown blob kind {c}"))),
+        }
+    }
+}
+
+/// How a blob's plaintext was encoded before sealing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Compression {
+    /// Stored as is (compression did not shrink it).
+    None,
+    /// zstd frame.
+    Zstd,
+}
+
+impl Compression {
+    fn code(self) -> u8 {
+        match self {
+            Compression::None => 0,
+            Compression::Zstd => 1,
+        }
+    }
+
+    fn from_code(code: u8, object: &str) -> Result<Self> {
+        match code {
+            0 => Ok(Compression::None),
+            1 => Ok(Compression::Zstd),
+            c => Err(Error::integrity(object, format!("unknown compression {c}"))),
+        }
+    }
+}
+
+/// One blob as listed in a trailer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TrailerEntry {
+    /// Chunk id (keyed BLAKE3 of the plaintext).
+    pub id: ChunkId,
+    /// Data or tree.
+    pub kind: BlobKind,
+    /// Encoding before sealing.
+    pub compression: Compression,
+    /// Offset of the sealed blob in the pack.
+    pub offset: u64,
+    /// Length of the sealed blob.
+    pub stored_len: u32,
+    /// Length of the plaintext.
+    pub raw_len: u32,
+}
+
+impl TrailerEntry {
+    fn encode(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(&self.id.0);
+        out.push(self.kind.code());
+        out.push(self.compression.code());
+        out.extend_from_slice(&[0, 0]);
+        out.extend_from_slice(&self.offset.to_le_bytes());
+        out.extend_from_slice(&self.stored_len.to_le_bytes());
+        out.extend_from_slice(&self.raw_len.to_le_bytes());
+    }
+
+    fn decode(r: &mut ByteReader<'_>, object: &str) -> Result<Self> {
+        let id = ChunkId(r.array()?);
+        let kind = BlobKind::from_code(r.u8()?, object)?;
+        let compression = Compression::from_code(r.u8()?, object)?;
+        let _reserved = r.u16()?;
+        Ok(Self {
+            id,
+            kind,
+            compression,
+            offset: r.u64()?,
+            stored_len: r.u32()?,
+            raw_len: r.u32()?,
+        })
+    }
+}
+
+/// A parsed trailer: everything needed to locate and open the pack's blobs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PackTrailer {
+    /// Data or tree pack.
+    pub kind: BlobKind,
+    /// The sealing session header (empty when unencrypted).
+    pub seal_header: Vec<u8>,
+    /// The blobs.
+    pub entries: Vec<TrailerEntry>,
+}
+
+impl PackTrailer {
+    /// Encodes the trailer bytes (without the footer).
+    pub fn encode(&self) -> Result<Vec<u8>> {
+        let mut out =
+            Vec::with_capacity(7 + self.seal_header.len() + self.entries.len() * ENTRY_LEN);
+        out.push(self.kind.code());
+        let h = u16::try_from(self.seal_header.len())
+            .map_err(|_| Error::invalid("seal header", "longer than 65535 bytes"))?;
+        out.extend_from_slice(&h.to_le_bytes());
+        out.extend_from_slice(&self.seal_header);
+        out.extend_from_slice(&len_u32(self.entries.len(), "trailer entries")?.to_le_bytes());
+        for e in &self.entries {
+            e.encode(&mut out);
+        }
+        Ok(out)
+    }
+
+    /// Parses trailer bytes (without the footer). `pack_len`, when known, bounds the offsets.
+    pub fn decode(bytes: &[u8], object: &str, body_end: Option<u64>) -> Result<Self> {
+        let mut r = ByteReader::new(bytes, object);
+        let kind = BlobKind::from_code(r.u8()?, object)?;
+        let h = usize::from(r.u16()?);
+        let seal_header = r.bytes(h)?.to_vec();
+        let count = r.u32()? as usize;
+        if count.checked_mul(ENTRY_LEN) != Some(r.remaining()) {
+            return Err(r.fail(format!("{count} entries do not fill the trailer")));
+        }
+        let mut entries = Vec::with_capacity(count);
+        for _ in 0..count {
+            let e = TrailerEntry::decode(&mut r, object)?;
+            if e.kind != kind {
+                return Err(Error::integrity(object, "blob kind differs from pack kind"));
+            }
+            let end = e.offset.checked_add(u64::from(e.stored_len));
+            match (end, body_end) {
+                (None, _) => return Err(Error::integrity(object, "blob offset overflows")),
+                (Some(end), Some(limit)) if e.offset < HEADER_LEN as u64 || end > limit => {
+                    return Err(Error::integrity(object, "blob lies outside the pack body"));
+                }
+                _ => {}
+            }
+            entries.push(e);
+        }
+        r.finish()?;
+        Ok(Self {
+            kind,
+            seal_header,
+            entries,
+        })
+    }
+}
+
+/// Parses the 44-byte footer: the trailer length, after checking the magic.
+fn parse_footer(footer: &[u8], object: &str) -> Result<(u32, [u8; 32])> {
+    let mut r = ByteReader::new(footer, object);
+    let len = r.u32()?;
+    let mac = r.array::<32>()?;
+    if &r.array::<8>()? != TRAILER_MAGIC {
+        return Err(Error::integrity(object, "bad trailer magic"));
+    }
+    Ok((len, mac))
+}
+
+/// How many bytes at the end of a pack hold the trailer and footer, from the footer alone.
+pub fn trailer_span(footer: &[u8], object: &str) -> Result<usize> {
+    if footer.len() < FOOTER_LEN {
+        return Err(Error::integrity(object, "pack shorter than its footer"));
+    }
+    let (len, _) = parse_footer(&footer[footer.len() - FOOTER_LEN..], object)?;
+    Ok(len as usize + FOOTER_LEN)
+}
+
+/// Parses and authenticates the trailer from the last bytes of a pack (`tail` must hold at
+/// least [`trailer_span`] bytes; `pack_len` is the whole pack's length).
+pub fn read_trailer(
+    keys: &ServerKeys,
+    tail: &[u8],
+    pack_len: u64,
+    object: &str,
+) -> Result<PackTrailer> {
+    let span = trailer_span(tail, object)?;
+    if tail.len() < span || (pack_len as usize) < span + HEADER_LEN {
+        return Err(Error::integrity(object, "trailer longer than the pack"));
+    }
+    let footer = &tail[tail.len() - FOOTER_LEN..];
+    let (_, mac) = parse_footer(footer, object)?;
+    let trailer = &tail[tail.len() - span..tail.len() - FOOTER_LEN];
+    if !keys.verify_mac(MacDomain::Trailer, trailer, &mac) {
+        return Err(Error::integrity(
+            object,
+            "trailer does not authenticate (tampered, or from another account)",
+        ));
+    }
+    let body_end = pack_len - span as u64;
+    PackTrailer::decode(trailer, object, Some(body_end))
+}
+
+/// Parses a whole pack: checks its id (keyed hash of every byte), header and trailer.
+pub fn read_pack(keys: &ServerKeys, id: &PackId, bytes: &[u8]) -> Result<PackTrailer> {
+    let object = format!("pack {id}");
+    let mut h = keys.mac_hasher(MacDomain::Pack);
+    h.update(bytes);
+    if h.finalize() != blake3::Hash::from_bytes(id.0) {
+        return Err(Error::integrity(
+            &object,
+            "pack does not match its id (tampered, truncated or from another account)",
+        ));
+    }
+    let mut r = ByteReader::new(bytes, &object);
+    r.magic_and_version(PACK_MAGIC)?;
+    let kind = BlobKind::from_code(r.u8()?, &object)?;
+    let trailer = read_trailer(keys, bytes, bytes.len() as u64, &object)?;
+    if trailer.kind != kind {
+        return Err(Error::integrity(
+            &object,
+            "header and trailer disagree on kind",
+        ));
+    }
+    Ok(trailer)
+}
+
+/// Builds one pack in memory.
+pub struct PackWriter {
+    kind: BlobKind,
+    session: Box<dyn SealSession>,
+    buf: Vec<u8>,
+    entries: Vec<TrailerEntry>,
+}
+
+impl std::fmt::Debug for PackWriter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PackWriter")
+            .field("kind", &self.kind)
+            .field("len", &self.buf.len())
+            .field("blobs", &self.entries.len())
+            .finish()
+    }
+}
+
+/// A finished pack, ready to upload.
+#[derive(Debug)]
+pub struct FinishedPack {
+    /// Its id (and object name).
+    pub id: PackId,
+    /// Every byte.
+    pub bytes: Vec<u8>,
+    /// Its trailer.
+    pub trailer: PackTrailer,
+}
+
+impl PackWriter {
+    /// Starts a pack of `kind` sealed by `session`.
+    pub fn new(kind: BlobKind, session: Box<dyn SealSession>, capacity: usize) -> Self {
+        let mut buf = Vec::with_capacity(capacity);
+        buf.extend_from_slice(PACK_MAGIC);
+        buf.extend_from_slice(&FORMAT_VERSION.to_le_bytes());
+        buf.push(kind.code());
+        buf.push(0);
+        Self {
+            kind,
+            session,
+            buf,
+            entries: Vec::new(),
+        }
+    }
+
+    /// Bytes so far.
+    pub fn len(&self) -> usize {
+        self.buf.len()
+    }
+
+    /// Whether no blob was added.
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// Adds a blob already encoded (compressed or not) for sealing. `encoded` is consumed.
+    pub fn add(
+        &mut self,
+        id: ChunkId,
+        compression: Compression,
+        raw_len: usize,
+        mut encoded: Vec<u8>,
+    ) -> Result<()> {
+        self.session.seal(&id.0, &mut encoded)?;
+        let entry = TrailerEntry {
+            id,
+            kind: self.kind,
+            compression,
+            offset: self.buf.len() as u64,
+            stored_len: len_u32(encoded.len(), "blob")?,
+            raw_len: len_u32(raw_len, "blob")?,
+        };
+        self.buf.extend_from_slice(&encoded);
+        self.entries.push(entry);
+        Ok(())
+    }
+
+    /// Writes trailer and footer and computes the pack id.
+    pub fn finish(self, keys: &ServerKeys) -> Result<FinishedPack> {
+        let trailer = PackTrailer {
+            kind: self.kind,
+            seal_header: self.session.header().to_vec(),
+            entries: self.entries,
+        };
+        let mut buf = self.buf;
+        let encoded = trailer.encode()?;
+        let mac = keys.mac(MacDomain::Trailer, &encoded);
+        buf.extend_from_slice(&encoded);
+        buf.extend_from_slice(&len_u32(encoded.len(), "trailer")?.to_le_bytes());
+        buf.extend_from_slice(&mac);
+        buf.extend_from_slice(TRAILER_MAGIC);
+        let mut h = keys.mac_hasher(MacDomain::Pack);
+        h.update(&buf);
+        let id = ChunkId(*h.finalize().as_bytes());
+        Ok(FinishedPack {
+            id,
+            bytes: buf,
+            trailer,
+        })
+    }
+}
+
+/// Reusable zstd contexts for encoding and decoding blobs (one per worker thread).
+pub struct BlobCodec {
+    compressor: zstd::bulk::Compressor<'static>,
+    decompressor: zstd::bulk::Decompressor<'static>,
+}
+
+impl std::fmt::Debug for BlobCodec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("BlobCodec")
+    }
+}
+
+impl BlobCodec {
+    /// Contexts compressing at zstd `level`.
+    pub fn new(level: i32) -> Result<Self> {
+        let internal = |e: std::io::Error| Error::Internal {
+            reason: format!("zstd context: {e}"),
+        };
+        Ok(Self {
+            compressor: zstd::bulk::Compressor::new(level).map_err(internal)?,
+            decompressor: zstd::bulk::Decompressor::new().map_err(internal)?,
+        })
+    }
+
+    /// Encodes a blob's plaintext: zstd when that saves at least 1/32 of it, else as is.
+    /// The output buffer is bounded by the input size, so incompressible data costs little.
+    pub fn encode(&mut self, plaintext: &[u8]) -> (Compression, Vec<u8>) {
+        let len = plaintext.len();
+        if len >= 128 {
+            let limit = len - len / 32;
+            // Room for the nonce and tag a sealer appends, so sealing does not reallocate.
+            let mut out = Vec::with_capacity(limit + 64);
+            if self
+                .compressor
+                .compress_to_buffer(plaintext, &mut out)
+                .is_ok()
+                && out.len() <= limit
+            {
+                return (Compression::Zstd, out);
+            }
+        }
+        let mut out = Vec::with_capacity(len + 64);
+        out.extend_from_slice(plaintext);
+        (Compression::None, out)
+    }
+
+    /// Opens, decodes and authenticates one sealed blob: after opening and decompressing, its
+    /// keyed hash must equal `entry.id`.
+    pub fn open_blob(
+        &mut self,
+        keys: &ServerKeys,
+        session: &dyn OpenSession,
+        entry: &TrailerEntry,
+        mut sealed: Vec<u8>,
+    ) -> Result<Vec<u8>> {
+        let object = || format!("blob {}", entry.id);
+        session.open(&entry.id.0, &mut sealed)?;
+        let plain = match entry.compression {
+            Compression::None => sealed,
+            Compression::Zstd => self
+                .decompressor
+                .decompress(&sealed, entry.raw_len as usize)
+                .map_err(|e| Error::integrity(object(), format!("does not decompress: {e}")))?,
+        };
+        if plain.len() != entry.raw_len as usize {
+            return Err(Error::integrity(
+                object(),
+                "length differs from the trailer",
+            ));
+        }
+        if keys.chunk_id(&plain) != entry.id {
+            return Err(Error::integrity(object(), "content does not match its id"));
+        }
+        Ok(plain)
+    }
+}
+
+/// Where each blob of a set of packs lives.
+#[derive(Debug, Default, Clone)]
+pub struct BlobLocator {
+    blobs: HashMap<ChunkId, (PackId, TrailerEntry)>,
+    packs: HashMap<PackId, PackTrailer>,
+}
+
+impl BlobLocator {
+    /// An empty locator.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds a pack's trailer.
+    pub fn add_pack(&mut self, id: PackId, trailer: PackTrailer) {
+        for e in &trailer.entries {
+            self.blobs.entry(e.id).or_insert((id, *e));
+        }
+        self.packs.insert(id, trailer);
+    }
+
+    /// Whether a blob is known.
+    pub fn contains(&self, id: &ChunkId) -> bool {
+        self.blobs.contains_key(id)
+    }
+
+    /// Where a blob is.
+    pub fn locate(&self, id: &ChunkId) -> Option<&(PackId, TrailerEntry)> {
+        self.blobs.get(id)
+    }
+
+    /// A pack's trailer.
+    pub fn pack(&self, id: &PackId) -> Option<&PackTrailer> {
+        self.packs.get(id)
+    }
+
+    /// Whether a pack is known.
+    pub fn has_pack(&self, id: &PackId) -> bool {
+        self.packs.contains_key(id)
+    }
+
+    /// Every pack with its trailer.
+    pub fn packs(&self) -> impl Iterator<Item = (&PackId, &PackTrailer)> {
+        self.packs.iter()
+    }
+
+    /// Number of blobs.
+    pub fn len(&self) -> usize {
+        self.blobs.len()
+    }
+
+    /// Whether empty.
+    pub fn is_empty(&self) -> bool {
+        self.blobs.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,160 @@
+use std::sync::Arc;
+
+use chrono::{TimeZone, Utc};
+use object_store::memory::InMemory;
+use proptest::prelude::*;
+
+use super::*;
+use crate::model::{
+    BackupStats, DestinationId, ItemKind, ItemStats, JobId, Snapshot, SnapshotItem, SnapshotKind,
+};
+use crate::ports::{PlainCrypto, ServerKeys};
+
+fn crypto() -> Arc<PlainCrypto> {
+    Arc::new(PlainCrypto::new(ServerKeys::new([4; 32], [5; 32], 6)))
+}
+
+fn object(account: AccountId, refs: Vec<ChunkId>, files: u64) -> SnapshotObject {
+    SnapshotObject {
+        snapshot: Snapshot {
+            id: SnapshotId::new(),
+            account,
+            job: Some(JobId::new()),
+            destination: DestinationId::new(),
+            created: Utc.timestamp_millis_opt(1_700_000_000_123).unwrap(),
+            kind: SnapshotKind::Scheduled,
+            items: vec![SnapshotItem {
+                kind: ItemKind::HomeDir,
+                stats: ItemStats {
+                    files,
+                    dirs: 2,
+                    symlinks: 1,
+                    bytes: 99,
+                },
+            }],
+            encrypted: false,
+            locked: false,
+            stats: BackupStats {
+                bytes_read: 5,
+                ..Default::default()
+            },
+        },
+        references: refs,
+        roots: Some(vec![(ItemKind::HomeDir, ChunkId([3; 32]))]),
+    }
+}
+
+proptest! {
+    #[test]
+    fn snapshot_object_round_trip(refs in proptest::collection::vec(any::<[u8; 32]>(), 0..50), files in any::<u64>()) {
+        let c = crypto();
+        let account = AccountId::new();
+        let obj = object(account, refs.into_iter().map(ChunkId).collect(), files);
+        let bytes = obj.encode(c.server_keys(), c.begin().unwrap().as_ref()).unwrap();
+        let back = SnapshotObject::decode(c.server_keys(), Some(c.as_ref()), account, obj.snapshot.id, &bytes).unwrap();
+        prop_assert_eq!(&back, &obj);
+        let no_key = SnapshotObject::decode(c.server_keys(), None, account, obj.snapshot.id, &bytes).unwrap();
+        prop_assert_eq!(no_key.roots, None);
+        prop_assert_eq!(no_key.snapshot, obj.snapshot);
+    }
+
+    #[test]
+    fn snapshot_garbage_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..300)) {
+        let c = crypto();
+        let _ = SnapshotObject::decode(c.server_keys(), Some(c.as_ref()), AccountId::new(), SnapshotId::new(), &bytes);
+        let _ = decode_index(c.server_keys(), &ChunkId([0; 32]), &bytes);
+    }
+}
+
+#[test]
+fn snapshot_under_another_id_or_account_is_refused() {
+    let c = crypto();
+    let account = AccountId::new();
+    let obj = object(account, vec![], 1);
+    let bytes = obj
+        .encode(c.server_keys(), c.begin().unwrap().as_ref())
+        .unwrap();
+    let replay = SnapshotObject::decode(c.server_keys(), None, account, SnapshotId::new(), &bytes);
+    assert!(matches!(replay, Err(Error::Integrity { .. })));
+    let other = SnapshotObject::decode(
+        c.server_keys(),
+        None,
+        AccountId::new(),
+        obj.snapshot.id,
+        &bytes,
+    );
+    assert!(matches!(other, Err(Error::Integrity { .. })));
+    let mut flipped = bytes.clone();
+    flipped[20] ^= 1;
+    assert!(
+        SnapshotObject::decode(c.server_keys(), None, account, obj.snapshot.id, &flipped).is_err()
+    );
+}
+
+#[tokio::test]
+async fn repository_init_is_idempotent_and_index_round_trips() {
+    let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
+    let config = RepoConfig {
+        pack_size: 8192,
+        ..Default::default()
+    };
+    let repo = Repository::init(store.clone(), Path::from("r"), config)
+        .await
+        .unwrap();
+    let again = Repository::init(store.clone(), Path::from("r"), RepoConfig::default())
+        .await
+        .unwrap();
+    assert_eq!(again.config(), &config, "the stored config wins");
+    assert!(matches!(
+        Repository::open(store.clone(), Path::from("nothing")).await,
+        Err(Error::NotFound { .. })
+    ));
+
+    let c = crypto();
+    let account = AccountId::new();
+    let handle = repo.account(account, c.clone(), Some(c.clone()));
+    let mut w = PackWriter::new(BlobKind::Data, c.begin().unwrap(), 100);
+    let data = b"some data".to_vec();
+    w.add(
+        c.server_keys().chunk_id(&data),
+        Compression::None,
+        data.len(),
+        data.clone(),
+    )
+    .unwrap();
+    let pack = w.finish(c.server_keys()).unwrap();
+    let pack_id = pack.id;
+    let indexed = handle.put_pack(pack).await.unwrap();
+
+    // Without an index, the locator reads the trailer.
+    let locator = handle.load_locator().await.unwrap();
+    assert!(locator.contains(&c.server_keys().chunk_id(&data)));
+    // With an index, the same.
+    handle
+        .put_index(std::slice::from_ref(&indexed))
+        .await
+        .unwrap();
+    let locator = handle.load_locator().await.unwrap();
+    assert_eq!(locator.len(), 1);
+    let (bytes, trailer) = handle.get_pack(&pack_id).await.unwrap();
+    assert_eq!(trailer, indexed.trailer);
+    assert_eq!(bytes.len() as u64, indexed.len);
+    assert_eq!(
+        handle.get_trailer(&pack_id, indexed.len).await.unwrap(),
+        indexed.trailer
+    );
+    assert_eq!(repo.list_accounts().await.unwrap(), vec![account]);
+
+    repo.put_key_envelope(account, "k1", b"env").await.unwrap();
+    repo.put_key_envelope(account, "k1", b"env").await.unwrap();
+    assert!(
+        repo.put_key_envelope(account, "k1", b"other")
+            .await
+            .is_err()
+    );
+    assert!(repo.put_key_envelope(account, "../x", b"e").await.is_err());
+    assert_eq!(
+        repo.key_envelopes(account).await.unwrap(),
+        vec![("k1".to_owned(), b"env".to_vec())]
+    );
+}

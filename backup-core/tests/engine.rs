@@ -1,0 +1,561 @@
+//! Backup and restore through the engine on an in-memory store.
+
+mod support;
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use backup_core::engine::{self, BackupRequest, ProgressCounters, ProgressSink, no_progress};
+use backup_core::model::*;
+use backup_core::ports::*;
+use backup_core::repo::*;
+use backup_core::{Error, FsAccount};
+use object_store::memory::InMemory;
+use object_store::path::Path as StorePath;
+use object_store::{ObjectStore, ObjectStoreExt};
+use support::*;
+
+struct Fixture {
+    store: Arc<dyn ObjectStore>,
+    repo: Repository,
+    account: Account,
+    handle: AccountRepo,
+}
+
+async fn fixture(account: Account) -> Fixture {
+    let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
+    let repo = Repository::init(store.clone(), StorePath::from("dest"), small_config())
+        .await
+        .unwrap();
+    let crypto = Arc::new(PlainCrypto::new(ServerKeys::new([1; 32], [2; 32], 99)));
+    let handle = repo.account(account.id, crypto.clone(), Some(crypto));
+    Fixture {
+        store,
+        repo,
+        account,
+        handle,
+    }
+}
+
+async fn backup(f: &Fixture, live: &std::path::Path) -> Snapshot {
+    engine::backup(
+        &f.handle,
+        &BackupRequest::new(&f.account, DestinationId::new()),
+        &FsAccount::new(live),
+        &no_progress(),
+    )
+    .await
+    .unwrap()
+}
+
+async fn restore_all(
+    f: &Fixture,
+    snap: &Snapshot,
+    target: &std::path::Path,
+) -> engine::RestoreReport {
+    let plan = RestorePlan::new(f.account.id).whole_snapshot(snap);
+    engine::restore(
+        &f.handle,
+        &plan,
+        std::slice::from_ref(snap),
+        &FsAccount::new(target),
+        &no_progress(),
+    )
+    .await
+    .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn backup_then_restore_is_identical() {
+    let live = tempfile::tempdir().unwrap();
+    make_account(live.path(), 1);
+    let f = fixture(Account::new("alice").unwrap()).await;
+    let counters = Arc::new(ProgressCounters::default());
+    let sink: ProgressSink = counters.clone();
+    let snap = engine::backup(
+        &f.handle,
+        &BackupRequest::new(&f.account, DestinationId::new()),
+        &FsAccount::new(live.path()),
+        &sink,
+    )
+    .await
+    .unwrap();
+    assert!(counters.files.load(Ordering::Relaxed) > 10);
+    assert_eq!(
+        counters.bytes.load(Ordering::Relaxed),
+        snap.stats.bytes_read
+    );
+    assert!(snap.has_item(ItemKind::HomeDir) && snap.has_item(ItemKind::Databases));
+    assert!(snap.stats.packs_written > 2, "small packs force several");
+
+    let target = tempfile::tempdir().unwrap();
+    let counters = Arc::new(ProgressCounters::default());
+    let sink: ProgressSink = counters.clone();
+    let plan = RestorePlan::new(f.account.id).whole_snapshot(&snap);
+    let report = engine::restore(
+        &f.handle,
+        &plan,
+        std::slice::from_ref(&snap),
+        &FsAccount::new(target.path()),
+        &sink,
+    )
+    .await
+    .unwrap();
+    assert_trees_equal(live.path(), target.path());
+    assert_eq!(report.totals(), snap.totals());
+    assert_eq!(counters.files.load(Ordering::Relaxed), snap.totals().files);
+    assert_eq!(counters.bytes.load(Ordering::Relaxed), snap.totals().bytes);
+}
+
+#[tokio::test]
+async fn restore_works_on_a_current_thread_runtime() {
+    let live = tempfile::tempdir().unwrap();
+    write(live.path(), "home/a.txt", b"a");
+    let f = fixture(Account::new("single").unwrap()).await;
+    let snap = backup(&f, live.path()).await;
+    let target = tempfile::tempdir().unwrap();
+    restore_all(&f, &snap, target.path()).await;
+    assert_trees_equal(live.path(), target.path());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unchanged_data_writes_no_new_pack() {
+    let live = tempfile::tempdir().unwrap();
+    make_account(live.path(), 2);
+    let f = fixture(Account::new("bob").unwrap()).await;
+    let first = backup(&f, live.path()).await;
+    let packs_before = count_objects(&f.store, "packs").await;
+    let second = backup(&f, live.path()).await;
+    assert_eq!(count_objects(&f.store, "packs").await, packs_before);
+    assert_eq!(second.stats.packs_written, 0);
+    assert_eq!(second.stats.chunks_new, 0);
+    assert_eq!(
+        second.stats.bytes_deduplicated,
+        first.stats.bytes_new + first.stats.bytes_deduplicated
+    );
+
+    // One changed file adds one data pack and tree blobs along its path only.
+    write(
+        live.path(),
+        "home/public_html/index.php",
+        b"<?php echo 'changed';",
+    );
+    let third = backup(&f, live.path()).await;
+    assert_eq!(
+        third.stats.chunks_new,
+        1 + 2,
+        "one chunk, its directory's tree, the root tree"
+    );
+    assert_eq!(third.stats.packs_written, 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn excludes_leave_files_out() {
+    let live = tempfile::tempdir().unwrap();
+    make_account(live.path(), 3);
+    write(live.path(), "home/public_html/cache/page.html", b"cached");
+    write(live.path(), "home/logs/error.log", b"log line");
+    let account = Account::new("carol")
+        .unwrap()
+        .with_excludes(["/public_html/cache", "*.log"])
+        .unwrap();
+    let f = fixture(account).await;
+    let snap = backup(&f, live.path()).await;
+    let target = tempfile::tempdir().unwrap();
+    restore_all(&f, &snap, target.path()).await;
+    assert!(!target.path().join("home/public_html/cache").exists());
+    assert!(!target.path().join("home/logs/error.log").exists());
+    assert!(target.path().join("home/logs").is_dir());
+    std::fs::remove_dir_all(live.path().join("home/public_html/cache")).unwrap();
+    std::fs::remove_file(live.path().join("home/logs/error.log")).unwrap();
+    // Removing them changed the live directories' mtimes: compare contents.
+    assert_contents_equal(live.path(), target.path());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mixed_snapshot_plan_takes_each_item_from_its_snapshot() {
+    let live = tempfile::tempdir().unwrap();
+    make_account(live.path(), 4);
+    let f = fixture(Account::new("dave").unwrap()).await;
+    let first = backup(&f, live.path()).await;
+    let first_copy = tempfile::tempdir().unwrap();
+    copy_tree(live.path(), first_copy.path());
+
+    write(live.path(), "home/public_html/index.php", b"second version");
+    write(live.path(), "databases/shop.sql", b"-- second dump");
+    let second = backup(&f, live.path()).await;
+
+    let target = tempfile::tempdir().unwrap();
+    let plan = RestorePlan::new(f.account.id)
+        .item(ItemKind::HomeDir, second.id)
+        .item(ItemKind::Databases, first.id);
+    let both = [first.clone(), second.clone()];
+    let dry = engine::dry_run(&f.handle, &plan, &both).await.unwrap();
+    assert_eq!(
+        std::fs::read_dir(target.path()).unwrap().count(),
+        0,
+        "dry run writes nothing"
+    );
+    let report = engine::restore(
+        &f.handle,
+        &plan,
+        &both,
+        &FsAccount::new(target.path()),
+        &no_progress(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(dry, report);
+    assert_trees_equal(&live.path().join("home"), &target.path().join("home"));
+    assert_contents_equal(
+        &first_copy.path().join("databases"),
+        &target.path().join("databases"),
+    );
+    assert!(
+        !target.path().join("dns").exists(),
+        "only planned items are restored"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn path_selection_and_dry_run_counts() {
+    let live = tempfile::tempdir().unwrap();
+    make_account(live.path(), 5);
+    let f = fixture(Account::new("erin").unwrap()).await;
+    let snap = backup(&f, live.path()).await;
+    let sel = PathSelection::new(["public_html"], ["public_html/img"]).unwrap();
+    let plan = RestorePlan::new(f.account.id).item_paths(ItemKind::HomeDir, snap.id, sel);
+    let dry = engine::dry_run(&f.handle, &plan, std::slice::from_ref(&snap))
+        .await
+        .unwrap();
+    let target = tempfile::tempdir().unwrap();
+    let report = engine::restore(
+        &f.handle,
+        &plan,
+        std::slice::from_ref(&snap),
+        &FsAccount::new(target.path()),
+        &no_progress(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(dry.totals().files, report.totals().files);
+    assert_eq!(dry.totals().bytes, report.totals().bytes);
+    let restored = list_files(&target.path().join("home"));
+    assert!(!restored.is_empty());
+    assert!(
+        restored
+            .keys()
+            .all(|p| p.starts_with("public_html/") && !p.starts_with("public_html/img"))
+    );
+    assert!(!target.path().join("home/mail_notes.txt").exists());
+
+    let whole = RestorePlan::new(f.account.id).whole_snapshot(&snap);
+    let all = engine::dry_run(&f.handle, &whole, std::slice::from_ref(&snap))
+        .await
+        .unwrap();
+    assert_eq!(all.totals(), snap.totals());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replace_prunes_and_merge_keeps_extra_files() {
+    let live = tempfile::tempdir().unwrap();
+    make_account(live.path(), 6);
+    let f = fixture(Account::new("frank").unwrap()).await;
+    let snap = backup(&f, live.path()).await;
+    let target = tempfile::tempdir().unwrap();
+    write(target.path(), "home/extra.txt", b"live only");
+    write(target.path(), "databases/extra.sql", b"live only");
+    let merge = RestorePlan::new(f.account.id)
+        .whole_snapshot(&snap)
+        .with_options(RestoreOptions {
+            merge: true,
+            ..Default::default()
+        });
+    engine::restore(
+        &f.handle,
+        &merge,
+        std::slice::from_ref(&snap),
+        &FsAccount::new(target.path()),
+        &no_progress(),
+    )
+    .await
+    .unwrap();
+    assert!(target.path().join("home/extra.txt").exists());
+    assert!(target.path().join("databases/extra.sql").exists());
+    restore_all(&f, &snap, target.path()).await;
+    assert!(!target.path().join("home/extra.txt").exists());
+    assert!(!target.path().join("databases/extra.sql").exists());
+    assert_trees_equal(live.path(), target.path());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn crafted_parent_dir_names_are_refused() {
+    let f = fixture(Account::new("mallory").unwrap()).await;
+    let keys_crypto = f.handle.sealer().clone();
+    let keys = keys_crypto.server_keys();
+    // A home tree whose single entry is named "..", holding a file.
+    let file_data = b"owned".to_vec();
+    let data_id = keys.chunk_id(&file_data);
+    let inner = Tree {
+        entries: vec![TreeEntry {
+            name: b"evil.txt".to_vec(),
+            node: Node::File {
+                size: 5,
+                chunks: vec![data_id],
+            },
+            mode: 0o644,
+            mtime_ns: 0,
+        }],
+    };
+    let inner_bytes = inner.encode().unwrap();
+    let inner_id = keys.chunk_id(&inner_bytes);
+    let root = Tree {
+        entries: vec![TreeEntry {
+            name: b"..".to_vec(),
+            node: Node::Dir {
+                tree: inner_id,
+                stats: Default::default(),
+            },
+            mode: 0o755,
+            mtime_ns: 0,
+        }],
+    };
+    let root_bytes = root.encode().unwrap();
+    let root_id = keys.chunk_id(&root_bytes);
+    let mut data = PackWriter::new(BlobKind::Data, keys_crypto.begin().unwrap(), 100);
+    data.add(
+        data_id,
+        Compression::None,
+        file_data.len(),
+        file_data.clone(),
+    )
+    .unwrap();
+    f.handle.put_pack(data.finish(keys).unwrap()).await.unwrap();
+    let mut trees = PackWriter::new(BlobKind::Tree, keys_crypto.begin().unwrap(), 100);
+    trees
+        .add(inner_id, Compression::None, inner_bytes.len(), inner_bytes)
+        .unwrap();
+    trees
+        .add(root_id, Compression::None, root_bytes.len(), root_bytes)
+        .unwrap();
+    f.handle
+        .put_pack(trees.finish(keys).unwrap())
+        .await
+        .unwrap();
+    let snapshot = Snapshot {
+        id: SnapshotId::new(),
+        account: f.account.id,
+        job: None,
+        destination: DestinationId::new(),
+        created: chrono::Utc::now(),
+        kind: SnapshotKind::OnDemand,
+        items: vec![SnapshotItem {
+            kind: ItemKind::HomeDir,
+            stats: Default::default(),
+        }],
+        encrypted: false,
+        locked: false,
+        stats: Default::default(),
+    };
+    f.handle
+        .put_snapshot(&SnapshotObject {
+            snapshot: snapshot.clone(),
+            references: vec![data_id, inner_id, root_id],
+            roots: Some(vec![(ItemKind::HomeDir, root_id)]),
+        })
+        .await
+        .unwrap();
+
+    let outer = tempfile::tempdir().unwrap();
+    let target = outer.path().join("account");
+    std::fs::create_dir(&target).unwrap();
+    let plan = RestorePlan::new(f.account.id).whole_snapshot(&snapshot);
+    let err = engine::restore(
+        &f.handle,
+        &plan,
+        std::slice::from_ref(&snapshot),
+        &FsAccount::new(&target),
+        &no_progress(),
+    )
+    .await
+    .unwrap_err();
+    assert!(matches!(err, Error::PathEscapes { .. }), "{err:?}");
+    assert!(!outer.path().join("evil.txt").exists());
+    assert!(!target.join("evil.txt").exists());
+    let dry = engine::dry_run(&f.handle, &plan, std::slice::from_ref(&snapshot)).await;
+    assert!(matches!(dry, Err(Error::PathEscapes { .. })));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn symlinks_in_the_target_are_never_followed() {
+    let live = tempfile::tempdir().unwrap();
+    write(live.path(), "home/sub/file.txt", b"inside");
+    write(live.path(), "home/link-target-test", b"x");
+    std::os::unix::fs::symlink("/etc/passwd", live.path().join("home/abs-link")).unwrap();
+    let f = fixture(Account::new("grace").unwrap()).await;
+    let snap = backup(&f, live.path()).await;
+
+    let outside = tempfile::tempdir().unwrap();
+    let target = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(target.path().join("home")).unwrap();
+    std::os::unix::fs::symlink(outside.path(), target.path().join("home/sub")).unwrap();
+    let plan = RestorePlan::new(f.account.id)
+        .whole_snapshot(&snap)
+        .with_options(RestoreOptions {
+            merge: true,
+            ..Default::default()
+        });
+    let err = engine::restore(
+        &f.handle,
+        &plan,
+        std::slice::from_ref(&snap),
+        &FsAccount::new(target.path()),
+        &no_progress(),
+    )
+    .await
+    .unwrap_err();
+    assert!(matches!(err, Error::PathEscapes { .. }), "{err:?}");
+    assert_eq!(std::fs::read_dir(outside.path()).unwrap().count(), 0);
+
+    // A symlink in the snapshot is restored as a link, not followed.
+    let clean = tempfile::tempdir().unwrap();
+    restore_all(&f, &snap, clean.path()).await;
+    let link = clean.path().join("home/abs-link");
+    assert!(
+        std::fs::symlink_metadata(&link)
+            .unwrap()
+            .file_type()
+            .is_symlink()
+    );
+    assert_eq!(
+        std::fs::read_link(&link).unwrap(),
+        std::path::Path::new("/etc/passwd")
+    );
+
+    // A planted symlink at a file's name is replaced, not written through.
+    let planted = tempfile::tempdir().unwrap();
+    let victim = outside.path().join("victim");
+    std::fs::write(&victim, b"untouched").unwrap();
+    std::fs::create_dir_all(planted.path().join("home/sub")).unwrap();
+    std::os::unix::fs::symlink(&victim, planted.path().join("home/sub/file.txt")).unwrap();
+    restore_all(&f, &snap, planted.path()).await;
+    assert_eq!(std::fs::read(&victim).unwrap(), b"untouched");
+    assert_eq!(
+        std::fs::read(planted.path().join("home/sub/file.txt")).unwrap(),
+        b"inside"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flipped_byte_is_an_integrity_error_and_nothing_bad_is_written() {
+    let live = tempfile::tempdir().unwrap();
+    make_account(live.path(), 7);
+    let f = fixture(Account::new("heidi").unwrap()).await;
+    let snap = backup(&f, live.path()).await;
+    // Flip one byte in the middle of every data pack... one is enough: pick the largest.
+    let packs = list_objects(&f.store, "packs").await;
+    let mut biggest = None;
+    for p in &packs {
+        let bytes = f.store.get(p).await.unwrap().bytes().await.unwrap();
+        if biggest
+            .as_ref()
+            .is_none_or(|(_, b): &(StorePath, bytes::Bytes)| bytes.len() > b.len())
+        {
+            biggest = Some((p.clone(), bytes));
+        }
+    }
+    let (path, bytes) = biggest.unwrap();
+    let mut bad = bytes.to_vec();
+    let mid = bad.len() / 2;
+    bad[mid] ^= 0x40;
+    f.store.put(&path, bad.into()).await.unwrap();
+
+    let target = tempfile::tempdir().unwrap();
+    let plan = RestorePlan::new(f.account.id).whole_snapshot(&snap);
+    let err = engine::restore(
+        &f.handle,
+        &plan,
+        std::slice::from_ref(&snap),
+        &FsAccount::new(target.path()),
+        &no_progress(),
+    )
+    .await
+    .unwrap_err();
+    assert!(matches!(err, Error::Integrity { .. }), "{err:?}");
+    // Whatever was written is exactly the source: nothing from the bad pack passed as good,
+    // and no temporary file is left behind.
+    let source = list_files(live.path());
+    for (rel, content) in list_files(target.path()) {
+        assert!(!rel.contains(".restore-"), "temporary file left: {rel}");
+        assert_eq!(
+            source.get(&rel),
+            Some(&content),
+            "{rel} differs from the source"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plans_are_checked_before_anything_is_read() {
+    let live = tempfile::tempdir().unwrap();
+    write(live.path(), "home/a", b"a");
+    let f = fixture(Account::new("ivan").unwrap()).await;
+    let snap = backup(&f, live.path()).await;
+
+    // No opener: a key is required.
+    let writer_only = f
+        .repo
+        .account(f.account.id, f.handle.sealer().clone(), None);
+    let plan = RestorePlan::new(f.account.id).whole_snapshot(&snap);
+    let target = tempfile::tempdir().unwrap();
+    let err = engine::restore(
+        &writer_only,
+        &plan,
+        std::slice::from_ref(&snap),
+        &FsAccount::new(target.path()),
+        &no_progress(),
+    )
+    .await
+    .unwrap_err();
+    assert!(matches!(err, Error::KeyRequired { .. }), "{err:?}");
+
+    // A plan naming another account's snapshot.
+    let mut foreign = snap.clone();
+    foreign.account = AccountId::new();
+    let err = engine::restore(
+        &f.handle,
+        &plan,
+        std::slice::from_ref(&foreign),
+        &FsAccount::new(target.path()),
+        &no_progress(),
+    )
+    .await
+    .unwrap_err();
+    assert!(matches!(err, Error::Refused { .. }), "{err:?}");
+
+    // An item the snapshot does not have.
+    let plan = RestorePlan::new(f.account.id).item(ItemKind::Email, snap.id);
+    assert!(
+        engine::dry_run(&f.handle, &plan, std::slice::from_ref(&snap))
+            .await
+            .is_err()
+    );
+    assert_eq!(std::fs::read_dir(target.path()).unwrap().count(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn large_files_span_many_chunks_and_packs() {
+    let live = tempfile::tempdir().unwrap();
+    // Larger than the whole-read limit, so it is streamed.
+    let big = pseudo_random(17 * 1024 * 1024 + 123, 11);
+    write(live.path(), "home/big.bin", &big);
+    let f = fixture(Account::new("judy").unwrap()).await;
+    let snap = backup(&f, live.path()).await;
+    assert!(snap.stats.chunks_new > 100);
+    let target = tempfile::tempdir().unwrap();
+    restore_all(&f, &snap, target.path()).await;
+    assert_eq!(
+        std::fs::read(target.path().join("home/big.bin")).unwrap(),
+        big
+    );
+}
