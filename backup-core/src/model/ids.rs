@@ -27,6 +27,11 @@ macro_rules! id_type {
                 Self(uuid)
             }
 
+            /// Builds an identifier from the 16 bytes of its UUID.
+            pub const fn from_bytes(bytes: [u8; 16]) -> Self {
+                Self(Uuid::from_bytes(bytes))
+            }
+
             /// The UUID inside.
             pub const fn as_uuid(&self) -> &Uuid {
                 &self.0
