@@ -1,0 +1,91 @@
+//! The conformance suite: the conventions of [`Catalog`], checked against any implementation.
+//!
+//! A backend's tests call [`run`] (or single checks) on a catalog and let the first broken
+//! convention panic with a message naming it:
+//!
+//! ```
+//! # tokio::runtime::Runtime::new().unwrap().block_on(async {
+//! use backup_core::ports::MemoryCatalog;
+//!
+//! backup_catalog::conformance::run(&MemoryCatalog::new()).await;
+//! # });
+//! ```
+//!
+//! What is checked, for every entity: `put` then `get` gives back an equal value; `put` with
+//! a known id replaces (also when the name changes); `get` of a missing id is `None`;
+//! `delete` returns `true` then `false`; lists are ordered (snapshots and downloads oldest
+//! first, at microsecond precision; everything else by name, login or username, then id;
+//! names compare by bytes, like Rust's `str`, so `"B"` sorts before `"a"`); organization
+//! logins and destination names are unique ([`backup_core::Error::AlreadyExists`] naming the
+//! clashing value, on insert and on rename, while re-putting a row with its own name is
+//! fine and a rename frees the old name); `find_accounts` returns every account with the
+//! username, by id; snapshot and download lists hold only the given account's rows; key
+//! envelopes are stored, replaced (an empty one stays present), read and deleted per
+//! account; deleting an account removes its snapshot rows, downloads and key envelope, and
+//! nothing of another account.
+//!
+//! Each check uses fresh random ids and names and deletes what it created, so the suite can
+//! run against a catalog that already holds data (it only adds rows with its own names and
+//! checks that whole lists are ordered). The account rows that per-account rows belong to
+//! are always put first, so backends with foreign keys pass too.
+
+mod entities;
+mod named;
+mod per_account;
+
+use std::fmt::Display;
+
+use backup_core::ports::Catalog;
+use uuid::Uuid;
+
+pub use named::{accounts, destinations, jobs, organizations, priority_groups, tags};
+pub use per_account::{account_deletion, downloads, key_envelopes, snapshots};
+
+/// Runs every check, in the order of this module's functions; panics on the first failure.
+pub async fn run(catalog: &dyn Catalog) {
+    organizations(catalog).await;
+    accounts(catalog).await;
+    tags(catalog).await;
+    priority_groups(catalog).await;
+    destinations(catalog).await;
+    jobs(catalog).await;
+    snapshots(catalog).await;
+    downloads(catalog).await;
+    key_envelopes(catalog).await;
+    account_deletion(catalog).await;
+}
+
+/// The value, or a panic naming the step that failed.
+#[track_caller]
+fn ok<T>(result: backup_core::Result<T>, step: impl Display) -> T {
+    match result {
+        Ok(v) => v,
+        Err(e) => panic!("conformance: {step}: unexpected error: {e}"),
+    }
+}
+
+/// Asserts that `result` is [`backup_core::Error::AlreadyExists`] naming `key`.
+#[track_caller]
+fn expect_clash(result: backup_core::Result<()>, key: &str, step: impl Display) {
+    match result {
+        Err(backup_core::Error::AlreadyExists { what }) => assert!(
+            what.contains(key),
+            "conformance: {step}: AlreadyExists should name {key:?}, it says {what:?}"
+        ),
+        Err(other) => panic!("conformance: {step}: expected AlreadyExists, got: {other}"),
+        Ok(()) => panic!("conformance: {step}: expected AlreadyExists, the put succeeded"),
+    }
+}
+
+/// A fresh prefix for the names of one check (lower-case letters and digits).
+fn token() -> String {
+    let hex = Uuid::new_v4().simple().to_string();
+    format!("cf{}", &hex[..12])
+}
+
+/// `n` fresh random UUIDs, ascending, so checks can choose how ids compare.
+fn ascending_ids<T: From<Uuid>>(n: usize) -> Vec<T> {
+    let mut ids: Vec<Uuid> = (0..n).map(|_| Uuid::new_v4()).collect();
+    ids.sort();
+    ids.into_iter().map(T::from).collect()
+}

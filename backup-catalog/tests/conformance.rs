@@ -1,0 +1,75 @@
+//! The conformance suite against each way of opening a `SqliteCatalog`, and against the
+//! in-memory reference of `backup-core` (which defines the conventions).
+
+use backup_catalog::{SqliteCatalog, conformance};
+use backup_core::ports::{Catalog, MemoryCatalog};
+
+#[tokio::test]
+async fn sqlite_file_conforms() {
+    let dir = tempfile::tempdir().unwrap();
+    let catalog = SqliteCatalog::open(dir.path().join("catalog.db"))
+        .await
+        .unwrap();
+    conformance::run(&catalog).await;
+}
+
+#[tokio::test]
+async fn sqlite_in_memory_conforms() {
+    let catalog = SqliteCatalog::in_memory().await.unwrap();
+    conformance::run(&catalog).await;
+}
+
+#[tokio::test]
+async fn sqlite_urls_conform() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("url.db").display());
+    for url in [url.as_str(), "sqlite::memory:"] {
+        let catalog = SqliteCatalog::connect(url).await.unwrap();
+        conformance::run(&catalog).await;
+    }
+}
+
+#[tokio::test]
+async fn memory_reference_conforms() {
+    conformance::run(&MemoryCatalog::new()).await;
+}
+
+/// The suite only adds rows with fresh names and removes them: it passes again on a catalog
+/// that already holds data (its own leftovers' absence included), and leaves that data alone.
+#[tokio::test]
+async fn suite_passes_on_a_non_empty_catalog() {
+    let dir = tempfile::tempdir().unwrap();
+    let catalog = SqliteCatalog::open(dir.path().join("busy.db"))
+        .await
+        .unwrap();
+    let c: &dyn Catalog = &catalog;
+    let account = backup_core::model::Account::new("resident").unwrap();
+    let org = backup_core::model::Organization::new("resident-org", "Resident").unwrap();
+    let tag = backup_core::model::Tag::new("zzz", None).unwrap();
+    c.put_account(&account).await.unwrap();
+    c.put_organization(&org).await.unwrap();
+    c.put_tag(&tag).await.unwrap();
+    c.put_key_envelope(account.id, b"resident key")
+        .await
+        .unwrap();
+
+    conformance::run(c).await;
+    conformance::run(c).await;
+
+    assert_eq!(c.list_accounts().await.unwrap(), vec![account.clone()]);
+    assert_eq!(c.list_organizations().await.unwrap(), vec![org]);
+    assert_eq!(c.list_tags().await.unwrap(), vec![tag]);
+    assert!(c.list_destinations().await.unwrap().is_empty());
+    assert_eq!(
+        c.get_key_envelope(account.id).await.unwrap(),
+        Some(b"resident key".to_vec())
+    );
+}
+
+/// The checks are public one by one too.
+#[tokio::test]
+async fn single_checks_run_alone() {
+    let catalog = SqliteCatalog::in_memory().await.unwrap();
+    conformance::key_envelopes(&catalog).await;
+    conformance::account_deletion(&catalog).await;
+}

@@ -1,0 +1,237 @@
+//! SqliteCatalog beyond the conventions: files, migrations, concurrency, settings, errors.
+
+use std::sync::Arc;
+
+use backup_catalog::SqliteCatalog;
+use backup_core::ErrorKind;
+use backup_core::model::{
+    Account, BackupStats, Destination, DestinationId, Organization, Snapshot, SnapshotId,
+    SnapshotKind,
+};
+use backup_core::ports::Catalog;
+use chrono::{TimeDelta, Utc};
+
+fn snapshot(account: &Account, minutes_ago: i64) -> Snapshot {
+    Snapshot {
+        id: SnapshotId::new(),
+        account: account.id,
+        job: None,
+        destination: DestinationId::new(),
+        created: Utc::now() - TimeDelta::minutes(minutes_ago),
+        kind: SnapshotKind::Scheduled,
+        items: Vec::new(),
+        encrypted: false,
+        locked: false,
+        stats: BackupStats::default(),
+    }
+}
+
+async fn migrations_applied(catalog: &SqliteCatalog) -> i64 {
+    sqlx::query_scalar("SELECT COUNT(*) FROM _sqlx_migrations")
+        .fetch_one(catalog.pool())
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn data_persists_across_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("catalog.db");
+    let account = Account::new("alice").unwrap();
+    let org = Organization::new("acme", "Acme").unwrap();
+    let dest = Destination::new("local", "file:///srv/backups").unwrap();
+    let snaps = [snapshot(&account, 60), snapshot(&account, 5)];
+    {
+        let catalog = SqliteCatalog::open(&path).await.unwrap();
+        catalog.put_account(&account).await.unwrap();
+        catalog.put_organization(&org).await.unwrap();
+        catalog.put_destination(&dest).await.unwrap();
+        for s in &snaps {
+            catalog.put_snapshot(s).await.unwrap();
+        }
+        catalog
+            .put_key_envelope(account.id, b"sealed")
+            .await
+            .unwrap();
+        catalog.close().await;
+    }
+    let catalog = SqliteCatalog::open(&path).await.unwrap();
+    assert_eq!(
+        catalog.get_account(account.id).await.unwrap(),
+        Some(account.clone())
+    );
+    assert_eq!(catalog.find_organization("acme").await.unwrap(), Some(org));
+    assert_eq!(catalog.find_destination("local").await.unwrap(), Some(dest));
+    assert_eq!(
+        catalog.list_snapshots(account.id).await.unwrap(),
+        snaps.to_vec()
+    );
+    assert_eq!(
+        catalog.get_key_envelope(account.id).await.unwrap(),
+        Some(b"sealed".to_vec())
+    );
+}
+
+#[tokio::test]
+async fn migrations_are_idempotent() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("catalog.db");
+    let first = SqliteCatalog::open(&path).await.unwrap();
+    let account = Account::new("bob").unwrap();
+    first.put_account(&account).await.unwrap();
+    // A second catalog on the same file while the first is open, then a third after both.
+    let second = SqliteCatalog::open(&path).await.unwrap();
+    assert_eq!(migrations_applied(&first).await, 1);
+    assert_eq!(migrations_applied(&second).await, 1);
+    assert_eq!(second.list_accounts().await.unwrap(), vec![account.clone()]);
+    first.close().await;
+    second.close().await;
+    let third = SqliteCatalog::connect(&format!("sqlite://{}", path.display()))
+        .await
+        .unwrap();
+    assert_eq!(migrations_applied(&third).await, 1);
+    assert_eq!(third.list_accounts().await.unwrap(), vec![account]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_puts_all_land() {
+    const TASKS: usize = 8;
+    const EACH: usize = 25;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("catalog.db");
+    let catalog = Arc::new(SqliteCatalog::open(&path).await.unwrap());
+    // A second pool on the same file: writers also contend across connections it does not
+    // share, as two processes would.
+    let other = Arc::new(SqliteCatalog::open(&path).await.unwrap());
+    let mut tasks = Vec::new();
+    for t in 0..TASKS {
+        let catalog = if t % 2 == 0 {
+            catalog.clone()
+        } else {
+            other.clone()
+        };
+        tasks.push(tokio::spawn(async move {
+            let mut mine = Vec::new();
+            for i in 0..EACH {
+                let account = Account::new(&format!("user-{t}-{i}")).unwrap();
+                catalog.put_account(&account).await.unwrap();
+                catalog.put_snapshot(&snapshot(&account, 1)).await.unwrap();
+                catalog
+                    .put_key_envelope(account.id, account.id.as_bytes())
+                    .await
+                    .unwrap();
+                if i % 5 == 0 {
+                    // Transactions contend too.
+                    let gone = Account::new(&format!("gone-{t}-{i}")).unwrap();
+                    catalog.put_account(&gone).await.unwrap();
+                    assert!(catalog.delete_account(gone.id).await.unwrap());
+                }
+                mine.push(account.id);
+            }
+            mine
+        }));
+    }
+    let mut ids = Vec::new();
+    for task in tasks {
+        ids.extend(task.await.unwrap());
+    }
+    let accounts = catalog.list_accounts().await.unwrap();
+    assert_eq!(accounts.len(), TASKS * EACH);
+    for id in ids {
+        assert_eq!(catalog.list_snapshots(id).await.unwrap().len(), 1);
+        assert_eq!(
+            catalog.get_key_envelope(id).await.unwrap(),
+            Some(id.as_bytes().to_vec())
+        );
+    }
+}
+
+#[tokio::test]
+async fn file_catalog_uses_wal_foreign_keys_and_busy_timeout() {
+    let dir = tempfile::tempdir().unwrap();
+    let catalog = SqliteCatalog::open(dir.path().join("catalog.db"))
+        .await
+        .unwrap();
+    let pool = catalog.pool();
+    let mode: String = sqlx::query_scalar("PRAGMA journal_mode")
+        .fetch_one(pool)
+        .await
+        .unwrap();
+    assert_eq!(mode, "wal");
+    let fk: i64 = sqlx::query_scalar("PRAGMA foreign_keys")
+        .fetch_one(pool)
+        .await
+        .unwrap();
+    assert_eq!(fk, 1);
+    let busy: i64 = sqlx::query_scalar("PRAGMA busy_timeout")
+        .fetch_one(pool)
+        .await
+        .unwrap();
+    assert_eq!(busy, backup_catalog::BUSY_TIMEOUT.as_millis() as i64);
+}
+
+#[tokio::test]
+async fn in_memory_catalogs_are_private_and_clones_share() {
+    let a = SqliteCatalog::in_memory().await.unwrap();
+    let b = SqliteCatalog::in_memory().await.unwrap();
+    let account = Account::new("carol").unwrap();
+    a.put_account(&account).await.unwrap();
+    assert!(b.list_accounts().await.unwrap().is_empty());
+    let clone = a.clone();
+    assert_eq!(clone.list_accounts().await.unwrap(), vec![account]);
+}
+
+#[tokio::test]
+async fn a_corrupt_row_is_an_error_naming_it() {
+    let catalog = SqliteCatalog::in_memory().await.unwrap();
+    let account = Account::new("dave").unwrap();
+    catalog.put_account(&account).await.unwrap();
+    sqlx::query("UPDATE accounts SET data = '{\"not\": \"an account\"}'")
+        .execute(catalog.pool())
+        .await
+        .unwrap();
+    let err = catalog.get_account(account.id).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Io);
+    let source = std::error::Error::source(&err).unwrap().to_string();
+    assert!(source.contains(&account.id.to_string()), "{source}");
+    assert!(catalog.list_accounts().await.is_err());
+}
+
+#[tokio::test]
+async fn bad_urls_and_paths_are_refused() {
+    for url in ["postgres://localhost/catalog", "catalog.db", "sqlite://"] {
+        let err = SqliteCatalog::connect(url).await.unwrap_err();
+        assert!(
+            matches!(err, backup_catalog::Error::InvalidUrl { .. }),
+            "{url}: {err}"
+        );
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let err = SqliteCatalog::open(dir.path().join("missing/dir/catalog.db"))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, backup_catalog::Error::Database { .. }),
+        "{err}"
+    );
+    let core: backup_core::Error = err.into();
+    assert_eq!(core.kind(), ErrorKind::Io);
+}
+
+#[tokio::test]
+async fn clashes_name_the_value() {
+    let catalog = SqliteCatalog::in_memory().await.unwrap();
+    catalog
+        .put_destination(&Destination::new("offsite", "s3://bucket").unwrap())
+        .await
+        .unwrap();
+    let err = catalog
+        .put_destination(&Destination::new("offsite", "s3://other").unwrap())
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::AlreadyExists);
+    assert_eq!(
+        err.to_string(),
+        "destination name \"offsite\" already exists"
+    );
+}
