@@ -1,1 +1,474 @@
-fn main() {}
+//! `backupctl`: the reference command-line assembly of the backup crates, for integrators to
+//! read and scripts to drive.
+//!
+//! ```text
+//! backupctl [--home DIR]     state dir (catalog + master key); default $BACKUPCTL_HOME, else ./.backupctl
+//!   init
+//!   destination add NAME URL
+//!   account add USERNAME [--email E] [--encryption none|server|remote] [--exclude GLOB]... [--key-out FILE]
+//!   account list [--json]
+//!   backup USERNAME --source DIR --destination NAME [--json]
+//!   snapshots USERNAME [--json]
+//!   restore USERNAME --target DIR (--snapshot ID | --item KIND=SNAPSHOT_ID ...) [--path GLOB]... [--key-file FILE] [--dry-run]
+//!   verify USERNAME [--read-data]
+//! ```
+//! Errors print one line on stderr and exit non-zero.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use backup_core::engine::{ProgressSink, RestoreReport};
+use backup_core::model::{EncryptionMode, ItemKind, OwnerKey, Snapshot};
+use backup_core::{Error, Result};
+use backup_examples::{BarProgress, RestoreRequest, Service};
+use clap::{Args, Parser, Subcommand};
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "backupctl",
+    version,
+    about = "Multi-tenant account backups: reference CLI"
+)]
+struct Cli {
+    /// State directory (catalog + master key).
+    #[arg(
+        long,
+        global = true,
+        env = "BACKUPCTL_HOME",
+        default_value = ".backupctl"
+    )]
+    home: PathBuf,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Create the state directory, master key and catalog.
+    Init,
+    /// Manage destinations.
+    #[command(subcommand)]
+    Destination(DestinationCmd),
+    /// Manage accounts.
+    #[command(subcommand)]
+    Account(AccountCmd),
+    /// Back up an account.
+    Backup(BackupArgs),
+    /// List an account's snapshots, oldest first.
+    Snapshots {
+        /// Account username or id.
+        username: String,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Restore items of an account.
+    Restore(RestoreArgs),
+    /// Verify an account's snapshots.
+    Verify {
+        /// Account username or id.
+        username: String,
+        /// Read every pack back (and authenticate every blob when the key is at hand).
+        #[arg(long)]
+        read_data: bool,
+        /// The owner's key file, for owner-held-key accounts.
+        #[arg(long)]
+        key_file: Option<PathBuf>,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum DestinationCmd {
+    /// Add a destination (file:///PATH, memory://, or a plain path).
+    Add {
+        /// Unique name.
+        name: String,
+        /// Object store URL.
+        url: String,
+    },
+    /// List destinations.
+    List {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum AccountCmd {
+    /// Create an account with fresh keys.
+    Add {
+        /// Login name.
+        username: String,
+        /// Notification e-mail.
+        #[arg(long)]
+        email: Option<String>,
+        /// none, server (server-held key) or remote (owner-held key, shown once).
+        #[arg(long, default_value = "server")]
+        encryption: String,
+        /// Exclude glob, relative to the home directory (repeatable).
+        #[arg(long = "exclude")]
+        excludes: Vec<String>,
+        /// Write the owner's key to this file (mode 0600) instead of printing it.
+        #[arg(long)]
+        key_out: Option<PathBuf>,
+    },
+    /// List accounts.
+    List {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Args, Debug)]
+struct BackupArgs {
+    /// Account username or id.
+    username: String,
+    /// An account layout (home/, databases/, ...) or a plain directory taken as home.
+    #[arg(long)]
+    source: PathBuf,
+    /// Destination name.
+    #[arg(long)]
+    destination: String,
+    /// Print the snapshot as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Args, Debug)]
+struct RestoreArgs {
+    /// Account username or id.
+    username: String,
+    /// Where to restore (written as DIR/home, DIR/databases, ...).
+    #[arg(long)]
+    target: PathBuf,
+    /// Restore every item of this snapshot (id or unique prefix).
+    #[arg(long, conflicts_with = "items", required_unless_present = "items")]
+    snapshot: Option<String>,
+    /// KIND=SNAPSHOT_ID: take this item from this snapshot (repeatable).
+    #[arg(long = "item")]
+    items: Vec<String>,
+    /// Include glob for home and mail files (repeatable); default everything.
+    #[arg(long = "path")]
+    paths: Vec<String>,
+    /// The owner's key file, for owner-held-key accounts.
+    #[arg(long)]
+    key_file: Option<PathBuf>,
+    /// Report what would be restored without writing.
+    #[arg(long)]
+    dry_run: bool,
+    /// Merge into existing data instead of replacing each restored item.
+    #[arg(long)]
+    merge: bool,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(code) => code,
+        Err(e) => {
+            let hint = match &e {
+                Error::KeyRequired { .. } => " (pass the owner's key with --key-file)",
+                _ => "",
+            };
+            eprintln!("error: {e}{hint}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn print_json(value: &impl serde::Serialize) -> Result<()> {
+    let text = serde_json::to_string_pretty(value).map_err(|e| Error::Internal {
+        reason: format!("JSON output: {e}"),
+    })?;
+    println!("{text}");
+    Ok(())
+}
+
+fn human_bytes(n: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut v = n as f64;
+    let mut unit = 0;
+    while v >= 1024.0 && unit < UNITS.len() - 1 {
+        v /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{n} B")
+    } else {
+        format!("{v:.1} {}", UNITS[unit])
+    }
+}
+
+fn read_key_file(path: Option<&Path>) -> Result<Option<OwnerKey>> {
+    match path {
+        None => Ok(None),
+        Some(p) => {
+            let text = std::fs::read_to_string(p).map_err(|e| Error::io(p, e))?;
+            Ok(Some(OwnerKey::new(text)))
+        }
+    }
+}
+
+fn write_key_file(path: &Path, key: &OwnerKey) -> Result<()> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(|e| Error::io(path, e))?;
+    writeln!(f, "{}", key.expose()).map_err(|e| Error::io(path, e))
+}
+
+async fn run(cli: Cli) -> Result<ExitCode> {
+    let home = cli.home;
+    if let Command::Init = cli.command {
+        let (service, created) = Service::init(&home).await?;
+        if created {
+            println!("initialised {}", service.home().display());
+            println!(
+                "the master key is in {}: keep a copy off this server, it is what disaster recovery needs",
+                service.home().join("master.key").display()
+            );
+        } else {
+            println!("{} is already initialised", service.home().display());
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    let service = Service::open(&home).await?;
+    match cli.command {
+        Command::Init => {}
+        Command::Destination(DestinationCmd::Add { name, url }) => {
+            let d = service.add_destination(&name, &url).await?;
+            println!("destination {} added: {}", d.name, d.url);
+        }
+        Command::Destination(DestinationCmd::List { json }) => {
+            let all = service.catalog().list_destinations().await?;
+            if json {
+                print_json(&all)?;
+            } else {
+                for d in all {
+                    println!("{}\t{}", d.name, d.url);
+                }
+            }
+        }
+        Command::Account(AccountCmd::Add {
+            username,
+            email,
+            encryption,
+            excludes,
+            key_out,
+        }) => {
+            let mode: EncryptionMode = encryption.parse()?;
+            if key_out.is_some() && mode != EncryptionMode::OwnerKey {
+                return Err(Error::invalid(
+                    "--key-out",
+                    "only accounts with --encryption remote have an owner key",
+                ));
+            }
+            if let Some(path) = &key_out
+                && path.exists()
+            {
+                return Err(Error::AlreadyExists {
+                    what: format!("key file {}", path.display()),
+                });
+            }
+            let out = service
+                .add_account(&username, email.as_deref(), mode, &excludes)
+                .await?;
+            println!(
+                "account {} created: id {}, encryption {}",
+                out.account.username,
+                out.account.id,
+                mode.as_str()
+            );
+            if let Some(key) = out.owner_key {
+                match key_out {
+                    Some(path) => {
+                        write_key_file(&path, &key)?;
+                        println!(
+                            "owner key written to {} (it is not kept here)",
+                            path.display()
+                        );
+                    }
+                    None => {
+                        println!("owner key (shown once, not kept here; it is needed to restore):");
+                        println!("{}", key.expose());
+                    }
+                }
+            }
+        }
+        Command::Account(AccountCmd::List { json }) => {
+            let all = service.catalog().list_accounts().await?;
+            if json {
+                print_json(&all)?;
+            } else {
+                for a in all {
+                    println!("{}\t{}\t{}", a.username, a.id, a.encryption.as_str());
+                }
+            }
+        }
+        Command::Backup(args) => {
+            let account = service.account(&args.username).await?;
+            let bar = Arc::new(BarProgress::new("backup", !args.json));
+            let sink: ProgressSink = bar.clone();
+            let result = service
+                .backup(&account, &args.source, &args.destination, &sink)
+                .await;
+            bar.finish();
+            let snap = result?;
+            if args.json {
+                print_json(&snap)?;
+            } else {
+                let t = snap.totals();
+                let secs = snap.stats.duration_ms as f64 / 1000.0;
+                println!(
+                    "snapshot {} of {}: {} files, {} read, {} new, {} deduplicated, {} stored, {:.2} s",
+                    snap.id,
+                    account.username,
+                    t.files,
+                    human_bytes(snap.stats.bytes_read),
+                    human_bytes(snap.stats.bytes_new),
+                    human_bytes(snap.stats.bytes_deduplicated),
+                    human_bytes(snap.stats.bytes_stored),
+                    secs
+                );
+                if snap.stats.files_skipped > 0 {
+                    println!(
+                        "warning: {} unreadable entries were skipped",
+                        snap.stats.files_skipped
+                    );
+                }
+            }
+        }
+        Command::Snapshots { username, json } => {
+            let account = service.account(&username).await?;
+            let snaps = service.snapshots(&account).await?;
+            if json {
+                print_json(&snaps)?;
+            } else {
+                for s in snaps {
+                    let items: Vec<&str> = s.items.iter().map(|i| i.kind.as_str()).collect();
+                    println!(
+                        "{}\t{}\t{}\t{}{}\t{}",
+                        s.id,
+                        s.created.format("%Y-%m-%d %H:%M:%S"),
+                        s.kind,
+                        human_bytes(s.totals().bytes),
+                        if s.locked { "\tlocked" } else { "" },
+                        items.join(",")
+                    );
+                }
+            }
+        }
+        Command::Restore(args) => {
+            let account = service.account(&args.username).await?;
+            let mut items: Vec<(ItemKind, Snapshot)> = Vec::new();
+            if let Some(id) = &args.snapshot {
+                let snap = service.snapshot(&account, id).await?;
+                for i in &snap.items {
+                    items.push((i.kind, snap.clone()));
+                }
+            }
+            for spec in &args.items {
+                let (kind, id) = spec.split_once('=').ok_or_else(|| {
+                    Error::invalid("--item", format!("{spec:?}: expected KIND=SNAPSHOT_ID"))
+                })?;
+                let kind: ItemKind = kind.parse()?;
+                let snap = service.snapshot(&account, id).await?;
+                items.push((kind, snap));
+            }
+            let owner_key = read_key_file(args.key_file.as_deref())?;
+            let bar = Arc::new(BarProgress::new("restore", !args.dry_run));
+            let sink: ProgressSink = bar.clone();
+            let request = RestoreRequest {
+                items,
+                paths: args.paths,
+                target: args.target.clone(),
+                owner_key,
+                merge: args.merge,
+                dry_run: args.dry_run,
+            };
+            let result = service.restore(&account, request, &sink).await;
+            bar.finish();
+            print_restore(&result?, args.dry_run, &args.target);
+        }
+        Command::Verify {
+            username,
+            read_data,
+            key_file,
+        } => {
+            let account = service.account(&username).await?;
+            let owner_key = read_key_file(key_file.as_deref())?;
+            let reports = service
+                .verify(&account, read_data, owner_key.as_ref())
+                .await?;
+            let mut ok = true;
+            for (dest, r) in &reports {
+                println!(
+                    "{}: {} snapshots, {} packs, {} blobs referenced{}",
+                    dest.name,
+                    r.snapshots,
+                    r.packs,
+                    r.blobs_referenced,
+                    if read_data {
+                        format!(
+                            ", {} read, {} blobs authenticated",
+                            human_bytes(r.bytes_read),
+                            r.blobs_authenticated
+                        )
+                    } else {
+                        String::new()
+                    }
+                );
+                for p in &r.problems {
+                    ok = false;
+                    println!("  problem: {}: {}", p.object, p.reason);
+                }
+            }
+            if reports.is_empty() {
+                println!("account {} has no snapshots", account.username);
+            }
+            if !ok {
+                eprintln!("error: verification found problems");
+                return Ok(ExitCode::FAILURE);
+            }
+            println!("ok");
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn print_restore(report: &RestoreReport, dry_run: bool, target: &Path) {
+    let verb = if dry_run { "would restore" } else { "restored" };
+    for (kind, s) in &report.items {
+        println!(
+            "{verb} {kind}: {} files, {} dirs, {} symlinks, {}",
+            s.files,
+            s.dirs,
+            s.symlinks,
+            human_bytes(s.bytes)
+        );
+    }
+    let t = report.totals();
+    println!(
+        "{verb} {} files, {} into {}",
+        t.files,
+        human_bytes(t.bytes),
+        target.display()
+    );
+}

@@ -20,7 +20,10 @@ pub fn open(url: &str) -> Result<(Arc<dyn ObjectStore>, Path)> {
     })?;
     match parsed.scheme() {
         "file" => {
-            if parsed.host_str().is_some_and(|h| !h.is_empty() && h != "localhost") {
+            if parsed
+                .host_str()
+                .is_some_and(|h| !h.is_empty() && h != "localhost")
+            {
                 return Err(Error::InvalidUrl {
                     url: url.to_owned(),
                     reason: "file URLs name a local path: file:///absolute/path".into(),
@@ -61,7 +64,10 @@ mod tests {
             other => panic!("{other:?}"),
         }
         assert!(matches!(open("not a url"), Err(Error::InvalidUrl { .. })));
-        assert!(matches!(open("file://remotehost/x"), Err(Error::InvalidUrl { .. })));
+        assert!(matches!(
+            open("file://remotehost/x"),
+            Err(Error::InvalidUrl { .. })
+        ));
         let msg = open("gopher://x").unwrap_err().to_string();
         assert!(msg.contains("file://"), "{msg}");
     }

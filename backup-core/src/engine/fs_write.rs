@@ -100,11 +100,13 @@ fn system_time(mtime_ns: i64) -> SystemTime {
 /// Writes a file at `dir/name` from `chunks` (each produced by `next`), atomically: a
 /// temporary sibling is written and renamed over the name once complete. On any error the
 /// temporary is removed and nothing at `name` changes.
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn write_file(
     dir: &Path,
     name: &[u8],
     mode: u32,
     mtime_ns: i64,
+    size: u64,
     chunk_count: usize,
     mut next: impl FnMut(usize) -> Result<Vec<u8>>,
 ) -> Result<u64> {
@@ -124,6 +126,12 @@ pub(crate) fn write_file(
             let data = next(i)?;
             file.write_all(&data).map_err(|e| Error::io(&tmp, e))?;
             written += data.len() as u64;
+        }
+        if written != size {
+            return Err(Error::integrity(
+                final_path.display().to_string(),
+                format!("chunks hold {written} bytes, the tree says {size}"),
+            ));
         }
         file.set_permissions(std::fs::Permissions::from_mode(mode & 0o777))
             .map_err(|e| Error::io(&tmp, e))?;

@@ -14,6 +14,7 @@ mod progress;
 mod reader;
 mod restore;
 mod upload;
+mod verify;
 mod walk;
 
 pub use backup::{BackupRequest, backup};
@@ -21,3 +22,4 @@ pub use progress::{
     NoProgress, Progress, ProgressCounters, ProgressEvent, ProgressSink, no_progress,
 };
 pub use restore::{RestoreReport, dry_run, restore};
+pub use verify::{VerifyOptions, VerifyProblem, VerifyReport, verify};

@@ -10,7 +10,7 @@ use tokio::runtime::Handle;
 use crate::error::{Error, Result};
 use crate::model::{ChunkId, PackId};
 use crate::ports::OpenSession;
-use crate::repo::{AccountRepo, BlobCodec, BlobLocator, Tree};
+use crate::repo::{AccountRepo, BlobCodec, BlobLocator, TrailerEntry, Tree};
 
 /// Packs kept in memory (restores read packs mostly in the order backups wrote them).
 const CACHED_PACKS: usize = 3;
@@ -21,8 +21,15 @@ pub(crate) struct BlobReader {
     locator: Arc<BlobLocator>,
     handle: Handle,
     codec: BlobCodec,
-    cache: VecDeque<(PackId, Bytes)>,
-    sessions: HashMap<PackId, Arc<dyn OpenSession>>,
+    cache: VecDeque<CachedPack>,
+}
+
+/// A fetched pack, checked against its id, with its own trailer's entries and session.
+struct CachedPack {
+    id: PackId,
+    bytes: Bytes,
+    entries: HashMap<ChunkId, TrailerEntry>,
+    session: Arc<dyn OpenSession>,
 }
 
 impl std::fmt::Debug for BlobReader {
@@ -46,58 +53,52 @@ impl BlobReader {
             handle,
             codec: BlobCodec::new(1)?,
             cache: VecDeque::new(),
-            sessions: HashMap::new(),
         })
     }
 
-    fn pack(&mut self, id: &PackId) -> Result<Bytes> {
-        if let Some((_, bytes)) = self.cache.iter().find(|(p, _)| p == id) {
-            return Ok(bytes.clone());
+    /// The pack, fetched once while it stays in the small cache. Its id (a keyed hash of
+    /// every byte) is checked, and blobs are located through the pack's own trailer: the
+    /// index only says which pack to fetch.
+    fn pack(&mut self, id: &PackId) -> Result<usize> {
+        if let Some(i) = self.cache.iter().position(|p| p.id == *id) {
+            return Ok(i);
         }
-        let (bytes, _trailer) = self.handle.block_on(self.repo.get_pack(id))?;
-        if self.cache.len() == CACHED_PACKS {
-            self.cache.pop_front();
-        }
-        self.cache.push_back((*id, bytes.clone()));
-        Ok(bytes)
-    }
-
-    fn session(&mut self, pack: &PackId) -> Result<Arc<dyn OpenSession>> {
-        if let Some(s) = self.sessions.get(pack) {
-            return Ok(s.clone());
-        }
-        let trailer = self
-            .locator
-            .pack(pack)
-            .ok_or_else(|| Error::integrity(format!("pack {pack}"), "not in the index"))?;
+        let (bytes, trailer) = self.handle.block_on(self.repo.get_pack(id))?;
         let session: Arc<dyn OpenSession> = Arc::from(
             self.repo
                 .require_opener()?
                 .open_session(&trailer.seal_header)?,
         );
-        self.sessions.insert(*pack, session.clone());
-        Ok(session)
+        let entries = trailer.entries.iter().map(|e| (e.id, *e)).collect();
+        if self.cache.len() == CACHED_PACKS {
+            self.cache.pop_front();
+        }
+        self.cache.push_back(CachedPack {
+            id: *id,
+            bytes,
+            entries,
+            session,
+        });
+        Ok(self.cache.len() - 1)
     }
 
     /// The plaintext of blob `id`, authenticated.
     pub(crate) fn read(&mut self, id: &ChunkId) -> Result<Vec<u8>> {
-        let (pack, entry) = *self.locator.locate(id).ok_or_else(|| {
+        let (pack, _) = *self.locator.locate(id).ok_or_else(|| {
             Error::integrity(
                 format!("blob {id}"),
                 "referenced but in no pack (missing pack or index)",
             )
         })?;
-        let bytes = self.pack(&pack)?;
-        let start = usize::try_from(entry.offset).unwrap_or(usize::MAX);
-        let end = start.saturating_add(entry.stored_len as usize);
-        if end > bytes.len() {
-            return Err(Error::integrity(
-                format!("pack {pack}"),
-                "blob lies outside the pack",
-            ));
-        }
-        let sealed = bytes[start..end].to_vec();
-        let session = self.session(&pack)?;
+        let slot = self.pack(&pack)?;
+        let cached = &self.cache[slot];
+        let entry = *cached.entries.get(id).ok_or_else(|| {
+            Error::integrity(format!("pack {pack}"), format!("does not hold blob {id}"))
+        })?;
+        // Offsets were checked against the pack body when its trailer was parsed.
+        let start = entry.offset as usize;
+        let sealed = cached.bytes[start..start + entry.stored_len as usize].to_vec();
+        let session = cached.session.clone();
         self.codec.open_blob(
             self.repo.sealer().server_keys(),
             session.as_ref(),

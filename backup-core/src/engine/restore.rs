@@ -298,6 +298,7 @@ impl TreeRestore {
                     &entry.name,
                     entry.mode,
                     entry.mtime_ns,
+                    *size,
                     chunks.len(),
                     |i| {
                         let data = reader.read(&chunks[i])?;

@@ -9,8 +9,8 @@
 //! ```
 //! The header names the snapshot and account (checked against the object's name and the
 //! account reading it, so an old header served under a new id is refused) and lists every
-//! blob the snapshot references, so the server can verify structure and collect garbage
-//! without the content key. The sealed part holds each item's root tree.
+//! blob the snapshot references, so the server can verify structure (and, later, collect
+//! garbage) without the content key. The sealed part holds each item's root tree.
 
 use serde::{Deserialize, Serialize};
 

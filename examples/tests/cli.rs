@@ -1,0 +1,348 @@
+//! End-to-end tests of the `backupctl` example binary: init, accounts with server-held and
+//! owner-held keys, two backups, snapshots, restores, verification and the error paths.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use backup_examples::{change_some_files, compare_trees, generate_sample_account};
+
+fn backupctl_path() -> PathBuf {
+    // Integration tests live in target/<profile>/deps; cargo builds examples beside them.
+    let exe = std::env::current_exe().expect("test executable path");
+    let profile_dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("target/<profile> directory");
+    let bin = profile_dir.join("examples").join("backupctl");
+    assert!(
+        bin.exists(),
+        "{} is missing: build it with `cargo build --example backupctl` (cargo test builds it)",
+        bin.display()
+    );
+    bin
+}
+
+struct Ctl {
+    bin: PathBuf,
+    home: PathBuf,
+}
+
+impl Ctl {
+    fn run(&self, args: &[&str]) -> Output {
+        Command::new(&self.bin)
+            .arg("--home")
+            .arg(&self.home)
+            .args(args)
+            .output()
+            .expect("backupctl runs")
+    }
+
+    fn ok(&self, args: &[&str]) -> String {
+        let out = self.run(args);
+        assert!(
+            out.status.success(),
+            "backupctl {args:?} failed: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).expect("UTF-8 output")
+    }
+
+    fn fails(&self, args: &[&str]) -> String {
+        let out = self.run(args);
+        assert!(!out.status.success(), "backupctl {args:?} should fail");
+        let stderr = String::from_utf8(out.stderr).expect("UTF-8 errors");
+        assert_eq!(
+            stderr.trim_end().lines().count(),
+            1,
+            "errors are one line: {stderr:?}"
+        );
+        assert!(!stderr.contains("panicked"), "{stderr}");
+        stderr
+    }
+
+    fn json(&self, args: &[&str]) -> serde_json::Value {
+        serde_json::from_str(&self.ok(args)).expect("valid JSON")
+    }
+}
+
+fn setup(dir: &Path) -> Ctl {
+    let ctl = Ctl {
+        bin: backupctl_path(),
+        home: dir.join("state"),
+    };
+    ctl.ok(&["init"]);
+    let url = format!("file://{}", dir.join("destination").display());
+    ctl.ok(&["destination", "add", "local", &url]);
+    ctl
+}
+
+fn snapshot_ids(ctl: &Ctl, user: &str) -> Vec<String> {
+    let snaps = ctl.json(&["snapshots", user, "--json"]);
+    let list = snaps.as_array().expect("an array");
+    for s in list {
+        for field in ["id", "created", "kind", "locked", "items"] {
+            assert!(s.get(field).is_some(), "snapshot JSON lacks {field}: {s}");
+        }
+    }
+    list.iter()
+        .map(|s| s["id"].as_str().expect("id").to_owned())
+        .collect()
+}
+
+fn round_trip(ctl: &Ctl, dir: &Path, user: &str, encryption: &str, key: Option<&Path>) {
+    let live = dir.join(format!("live-{user}"));
+    generate_sample_account(&live, 200).expect("sample");
+    let mut add = vec!["account", "add", user, "--encryption", encryption];
+    let key_arg;
+    if let Some(k) = key {
+        key_arg = k.display().to_string();
+        add.extend(["--key-out", &key_arg]);
+    }
+    ctl.ok(&add);
+    let src = live.display().to_string();
+    let first = ctl.json(&[
+        "backup",
+        user,
+        "--source",
+        &src,
+        "--destination",
+        "local",
+        "--json",
+    ]);
+    assert!(first["stats"]["bytes_new"].as_u64().unwrap() > 0);
+    let before = dir.join(format!("before-{user}"));
+    copy(&live, &before);
+    change_some_files(&live, 5).expect("change");
+    let second = ctl.json(&[
+        "backup",
+        user,
+        "--source",
+        &src,
+        "--destination",
+        "local",
+        "--json",
+    ]);
+    assert!(
+        second["stats"]["bytes_new"].as_u64().unwrap()
+            < first["stats"]["bytes_new"].as_u64().unwrap() / 4,
+        "the second backup deduplicates"
+    );
+    let ids = snapshot_ids(ctl, user);
+    assert_eq!(ids.len(), 2);
+    assert_eq!(ids[0], first["id"].as_str().unwrap(), "oldest first");
+
+    let mut key_args: Vec<String> = Vec::new();
+    if let Some(k) = key {
+        key_args = vec!["--key-file".into(), k.display().to_string()];
+    }
+    let target = dir.join(format!("restored-{user}"));
+    let t = target.display().to_string();
+    let mut args: Vec<&str> = vec!["restore", user, "--target", &t, "--snapshot", &ids[1]];
+    args.extend(key_args.iter().map(String::as_str));
+    ctl.ok(&args);
+    assert_eq!(compare_trees(&live, &target).unwrap(), None);
+
+    // Mixed: home from the first snapshot, databases from the second.
+    let mixed = dir.join(format!("mixed-{user}"));
+    let m = mixed.display().to_string();
+    let home_item = format!("home={}", ids[0]);
+    let db_item = format!("databases={}", &ids[1][..13]);
+    let mut args: Vec<&str> = vec![
+        "restore", user, "--target", &m, "--item", &home_item, "--item", &db_item,
+    ];
+    args.extend(key_args.iter().map(String::as_str));
+    ctl.ok(&args);
+    assert_eq!(
+        compare_trees(&before.join("home"), &mixed.join("home")).unwrap(),
+        None
+    );
+    assert_eq!(
+        compare_trees(&live.join("databases"), &mixed.join("databases")).unwrap(),
+        None
+    );
+
+    let mut args: Vec<&str> = vec!["verify", user, "--read-data"];
+    args.extend(key_args.iter().map(String::as_str));
+    let out = ctl.ok(&args);
+    assert!(out.contains("ok"), "{out}");
+    let structure = ctl.ok(&["verify", user]);
+    assert!(structure.contains("ok"), "{structure}");
+}
+
+fn copy(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        let ft = e.file_type().unwrap();
+        let dest = to.join(e.file_name());
+        if ft.is_dir() {
+            copy(&e.path(), &dest);
+        } else if ft.is_symlink() {
+            std::os::unix::fs::symlink(std::fs::read_link(e.path()).unwrap(), dest).unwrap();
+        } else {
+            std::fs::copy(e.path(), dest).unwrap();
+        }
+    }
+}
+
+#[test]
+fn server_key_round_trip() {
+    let dir = tempfile::tempdir().unwrap();
+    let ctl = setup(dir.path());
+    round_trip(&ctl, dir.path(), "alice", "server", None);
+    let accounts = ctl.json(&["account", "list", "--json"]);
+    let a = &accounts.as_array().unwrap()[0];
+    assert_eq!(a["username"], "alice");
+    assert!(a["id"].as_str().unwrap().len() == 36);
+}
+
+#[test]
+fn owner_key_round_trip_and_key_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let ctl = setup(dir.path());
+    let bob_key = dir.path().join("bob.key");
+    round_trip(&ctl, dir.path(), "bob", "remote", Some(&bob_key));
+    let key_text = std::fs::read_to_string(&bob_key).unwrap();
+    let state_files = walk_text(&ctl.home);
+    assert!(
+        !state_files.contains(key_text.trim()),
+        "the owner's key is not kept in the state directory"
+    );
+
+    let ids = snapshot_ids(&ctl, "bob");
+    let target = dir.path().join("no-key").display().to_string();
+    let err = ctl.fails(&["restore", "bob", "--target", &target, "--snapshot", &ids[0]]);
+    assert!(
+        err.contains("key is needed") || err.contains("private key"),
+        "{err}"
+    );
+    assert!(!Path::new(&target).join("home").exists());
+
+    // Another account's owner key is refused, naming the mismatch.
+    let carol_key = dir.path().join("carol.key");
+    ctl.ok(&[
+        "account",
+        "add",
+        "carol",
+        "--encryption",
+        "remote",
+        "--key-out",
+        &carol_key.display().to_string(),
+    ]);
+    let err = ctl.fails(&[
+        "restore",
+        "bob",
+        "--target",
+        &target,
+        "--snapshot",
+        &ids[0],
+        "--key-file",
+        &carol_key.display().to_string(),
+    ]);
+    assert!(
+        err.contains("wrong key") && err.contains("account"),
+        "{err}"
+    );
+
+    // Printing the key instead of writing it shows it once on stdout.
+    let out = ctl.ok(&["account", "add", "dave", "--encryption", "remote"]);
+    assert!(out.contains("bkup-owner-key-v1:"), "{out}");
+}
+
+fn walk_text(dir: &Path) -> String {
+    let mut all = String::new();
+    for e in std::fs::read_dir(dir).unwrap() {
+        let e = e.unwrap();
+        if e.file_type().unwrap().is_dir() {
+            all.push_str(&walk_text(&e.path()));
+        } else {
+            all.push_str(&String::from_utf8_lossy(&std::fs::read(e.path()).unwrap()));
+        }
+    }
+    all
+}
+
+#[test]
+fn bad_input_gives_one_line_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let ctl = Ctl {
+        bin: backupctl_path(),
+        home: dir.path().join("state"),
+    };
+    let err = ctl.fails(&["account", "list"]);
+    assert!(err.contains("init"), "{err}");
+    ctl.ok(&["init"]);
+    assert!(ctl.ok(&["init"]).contains("already"));
+    ctl.fails(&["destination", "add", "x", "gopher://nowhere"]);
+    ctl.fails(&["account", "add", "bad name"]);
+    ctl.fails(&["account", "add", "eve", "--encryption", "rot13"]);
+    ctl.fails(&["account", "add", "eve", "--exclude", "a{"]);
+    ctl.ok(&["account", "add", "eve"]);
+    ctl.fails(&[
+        "backup",
+        "eve",
+        "--source",
+        "/nonexistent",
+        "--destination",
+        "nowhere",
+    ]);
+    ctl.fails(&["snapshots", "nobody"]);
+    let t = dir.path().join("t").display().to_string();
+    ctl.fails(&["restore", "eve", "--target", &t, "--item", "home"]);
+    ctl.fails(&["restore", "eve", "--target", &t, "--snapshot", "0000"]);
+    let empty: Vec<serde_json::Value> =
+        serde_json::from_str(&ctl.ok(&["snapshots", "eve", "--json"])).unwrap();
+    assert!(empty.is_empty());
+}
+
+#[test]
+fn plain_directory_is_backed_up_as_home_with_excludes() {
+    let dir = tempfile::tempdir().unwrap();
+    let ctl = setup(dir.path());
+    let site = dir.path().join("site");
+    std::fs::create_dir_all(site.join("cache")).unwrap();
+    std::fs::write(site.join("index.html"), b"<h1>hi</h1>").unwrap();
+    std::fs::write(site.join("cache/x"), b"cached").unwrap();
+    std::fs::write(site.join("debug.log"), b"log").unwrap();
+    ctl.ok(&[
+        "account",
+        "add",
+        "frank",
+        "--encryption",
+        "none",
+        "--exclude",
+        "cache",
+        "--exclude",
+        "*.log",
+    ]);
+    ctl.ok(&[
+        "backup",
+        "frank",
+        "--source",
+        &site.display().to_string(),
+        "--destination",
+        "local",
+    ]);
+    let id = snapshot_ids(&ctl, "frank").remove(0);
+    let target = dir.path().join("out");
+    let t = target.display().to_string();
+    let dry = ctl.ok(&[
+        "restore",
+        "frank",
+        "--target",
+        &t,
+        "--snapshot",
+        &id,
+        "--dry-run",
+    ]);
+    assert!(dry.contains("would restore 1 files"), "{dry}");
+    assert!(!target.exists(), "a dry run writes nothing");
+    ctl.ok(&["restore", "frank", "--target", &t, "--snapshot", &id]);
+    assert_eq!(
+        std::fs::read(target.join("home/index.html")).unwrap(),
+        b"<h1>hi</h1>"
+    );
+    assert!(!target.join("home/cache").exists());
+    assert!(!target.join("home/debug.log").exists());
+}
