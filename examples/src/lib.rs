@@ -5,6 +5,11 @@
 //! Integrators (a hosting panel, an MSP portal) do the same wiring with their own catalog,
 //! account sources and notifiers.
 
+// The README's library example is compiled as a doc test here.
+#[doc = include_str!("../../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctests;
+
 mod compare;
 mod progress;
 mod sample;
