@@ -604,3 +604,95 @@ async fn verify_finds_damage_with_and_without_reading_data() {
         .unwrap();
     assert!(!structure.is_ok());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stat_cache_skips_unchanged_files_and_catches_changes() {
+    use backup_core::engine::FsStatCache;
+    let live = tempfile::tempdir().unwrap();
+    make_account(live.path(), 9);
+    age_all(live.path(), 3600);
+    let cache_dir = tempfile::tempdir().unwrap();
+    let cache = FsStatCache::new(cache_dir.path());
+    let f = fixture(Account::new("lena").unwrap()).await;
+    let destination = DestinationId::new();
+    async fn cached(
+        f: &Fixture,
+        d: DestinationId,
+        cache: &FsStatCache,
+        live: &std::path::Path,
+    ) -> Snapshot {
+        let request = BackupRequest::new(&f.account, d).with_stat_cache(cache);
+        engine::backup(&f.handle, &request, &FsAccount::new(live), &no_progress())
+            .await
+            .unwrap()
+    }
+    let first = cached(&f, destination, &cache, live.path()).await;
+    assert_eq!(first.stats.files_unchanged, 0);
+    let second = cached(&f, destination, &cache, live.path()).await;
+    let tree_files = second
+        .items
+        .iter()
+        .filter(|i| i.kind.is_tree())
+        .map(|i| i.stats.files)
+        .sum::<u64>();
+    assert_eq!(
+        second.stats.files_unchanged, tree_files,
+        "every home and mail file came from the cache"
+    );
+    let documents: u64 = second
+        .items
+        .iter()
+        .filter(|i| !i.kind.is_tree())
+        .map(|i| i.stats.bytes)
+        .sum();
+    assert_eq!(
+        second.stats.bytes_read, documents,
+        "only documents (streams) were read"
+    );
+    assert_eq!(second.stats.chunks_new, 0);
+
+    // Same size, same mtime, new content: the ctime gives it away.
+    let path = live.path().join("home/public_html/index.php");
+    let before = std::fs::metadata(&path).unwrap().modified().unwrap();
+    let mut data = std::fs::read(&path).unwrap();
+    data[0] ^= 0x20;
+    std::fs::write(&path, &data).unwrap();
+    std::fs::File::options()
+        .write(true)
+        .open(&path)
+        .unwrap()
+        .set_modified(before)
+        .unwrap();
+    let third = cached(&f, destination, &cache, live.path()).await;
+    assert_eq!(third.stats.files_unchanged, tree_files - 1);
+    let target = tempfile::tempdir().unwrap();
+    restore_all(&f, &third, target.path()).await;
+    assert_eq!(
+        std::fs::read(target.path().join("home/public_html/index.php")).unwrap(),
+        data
+    );
+
+    // A cache whose chunks the repository does not have (another repository) is not trusted.
+    let other = fixture(f.account.clone()).await;
+    let fresh = cached(&other, destination, &cache, live.path()).await;
+    assert_eq!(
+        fresh.stats.files_unchanged, 1,
+        "only the empty file, which needs no chunk"
+    );
+    let target = tempfile::tempdir().unwrap();
+    restore_all(&other, &fresh, target.path()).await;
+    assert_contents_equal(live.path(), target.path());
+
+    // A damaged cache is ignored.
+    for entry in walk_files(cache_dir.path()) {
+        let mut b = std::fs::read(&entry).unwrap();
+        let n = b.len();
+        b[n / 2] ^= 1;
+        std::fs::write(&entry, b).unwrap();
+    }
+    let after_damage = cached(&other, destination, &cache, live.path()).await;
+    assert_eq!(
+        after_damage.stats.files_unchanged, 0,
+        "a damaged cache is not used at all"
+    );
+}

@@ -6,9 +6,10 @@ use chrono::Utc;
 use tokio::sync::mpsc;
 
 use super::chunker::Chunker;
-use super::packer::Packer;
+use super::packer::{PackerConfig, start};
 use super::progress::{ProgressEvent, ProgressSink};
-use super::upload::{Uploaded, upload};
+use super::stat_cache::{StatCache, StatCacheStore};
+use super::upload::upload;
 use super::walk::Walker;
 use crate::error::{Error, Result};
 use crate::model::{
@@ -18,7 +19,8 @@ use crate::model::{
 use crate::ports::AccountSource;
 use crate::repo::{AccountRepo, Node, SnapshotObject, Tree, TreeEntry};
 
-/// Packs waiting for upload at most (bounds memory to about this many packs).
+/// Finished packs waiting for upload at most (with the open packs of the workers, this
+/// bounds a backup's memory whatever the data size).
 const UPLOAD_QUEUE: usize = 2;
 
 /// What to back up.
@@ -38,6 +40,11 @@ pub struct BackupRequest<'a> {
     pub extra_excludes: PathFilter,
     /// zstd level for compressible blobs.
     pub compression_level: i32,
+    /// Where the stat cache of the previous backup to this destination is kept; `None`
+    /// reads every file.
+    pub stat_cache: Option<&'a dyn StatCacheStore>,
+    /// Compress-and-seal threads; 0 uses one per core.
+    pub threads: usize,
 }
 
 impl<'a> BackupRequest<'a> {
@@ -51,13 +58,31 @@ impl<'a> BackupRequest<'a> {
             items: None,
             extra_excludes: PathFilter::default(),
             compression_level: 1,
+            stat_cache: None,
+            threads: 0,
         }
     }
+
+    /// Uses a stat cache (unchanged files are not read again).
+    pub fn with_stat_cache(mut self, cache: &'a dyn StatCacheStore) -> Self {
+        self.stat_cache = Some(cache);
+        self
+    }
+}
+
+fn default_threads() -> usize {
+    std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(2)
 }
 
 /// Backs up `source` into `repo` and returns the new snapshot (already written to the
 /// repository; adding it to the catalog is the caller's step). A second backup of unchanged
-/// data writes no new data pack.
+/// data writes no new pack.
+///
+/// Pipeline: a walking thread reads, chunks and hashes, and drops what the account already
+/// has; one worker thread per core compresses, seals and packs new blobs; packs are uploaded
+/// concurrently. Queues between the stages are bounded.
 pub async fn backup(
     repo: &AccountRepo,
     request: &BackupRequest<'_>,
@@ -81,53 +106,85 @@ pub async fn backup(
     kinds.sort();
     kinds.dedup();
 
+    let sealer = repo.sealer().clone();
+    let old_cache = match request.stat_cache {
+        Some(store) => match store.load(account.id, request.destination).await? {
+            Some(bytes) => StatCache::decode(sealer.server_keys(), &bytes),
+            None => StatCache::default(),
+        },
+        None => StatCache::default(),
+    };
     let locator = repo.load_locator().await?;
     let known = locator
         .packs()
         .flat_map(|(_, t)| t.entries.iter().map(|e| e.id))
         .collect();
+    drop(locator);
     let config = *repo.repository().config();
-    let sealer = repo.sealer().clone();
     let (tx, rx) = mpsc::channel(UPLOAD_QUEUE);
     let uploader = tokio::spawn(upload(repo.clone(), rx));
-    let packer = Packer::new(
-        sealer.clone(),
-        known,
-        config.pack_size as usize,
-        request.compression_level,
+    let threads = if request.threads == 0 {
+        default_threads()
+    } else {
+        request.threads
+    };
+    let (sink, workers) = start(
+        PackerConfig {
+            sealer: sealer.clone(),
+            known,
+            pack_size: config.pack_size as usize,
+            level: request.compression_level,
+            threads,
+        },
         tx,
     )?;
+    let cutoff = created.timestamp_nanos_opt().unwrap_or(i64::MAX) - 2_000_000_000;
     let mut slot = Some(Walker {
         chunker: Chunker::new(config.chunker, sealer.server_keys().chunker_seed()),
-        packer,
+        sink,
+        keys: sealer.clone(),
         progress: progress.clone(),
+        old_cache,
+        new_cache: StatCache::default(),
+        cache_cutoff_ns: cutoff,
         bytes_read: 0,
+        files_unchanged: 0,
         skipped: 0,
     });
 
     let walked = walk_items(&mut slot, source, &kinds, &excludes, progress).await;
-    let finished = match (walked, slot.take()) {
-        (Ok(walked), Some(walker)) => {
-            let (bytes_read, skipped) = (walker.bytes_read, walker.skipped);
-            tokio::task::spawn_blocking(move || walker.packer.finish())
-                .await
-                .map_err(join_error)
-                .and_then(|r| r.map(|(refs, stats)| (walked, refs, stats, bytes_read, skipped)))
+    let walker = slot.take();
+    // Finishing (or dropping) the sink closes the job queue: workers flush and stop, which
+    // closes the upload queue, so the uploader ends too.
+    let (finished, walker_rest) = match walker {
+        Some(w) => {
+            let (refs, stats) = w.sink.finish();
+            (
+                Some((refs, stats)),
+                Some((w.new_cache, w.bytes_read, w.files_unchanged, w.skipped)),
+            )
         }
-        (Ok(_), None) => Err(Error::Internal {
-            reason: "backup worker lost".into(),
-        }),
-        (Err(e), _) => Err(e),
+        None => (None, None),
     };
-    // The packer is gone now, so the upload channel is closed and the uploader ends.
+    let workers_done = tokio::task::spawn_blocking(move || workers.join())
+        .await
+        .map_err(join_error)
+        .and_then(|r| r);
     let uploaded = uploader.await.map_err(join_error).and_then(|r| r);
-    // A storage failure stops the uploader first and the walker only sees a closed channel:
-    // report the storage failure.
-    let uploaded: Uploaded = match (&finished, uploaded) {
-        (_, Err(e)) => return Err(e),
-        (_, Ok(u)) => u,
-    };
-    let ((items, roots), references, pack_stats, bytes_read, skipped) = finished?;
+    // Report the root cause: a storage failure stops the uploader, then the workers, and the
+    // walker only sees a closed queue.
+    let uploaded = uploaded?;
+    workers_done?;
+    let (items, roots) = walked?;
+    let ((references, pack_stats), (new_cache, bytes_read, files_unchanged, skipped)) =
+        match (finished, walker_rest) {
+            (Some(f), Some(r)) => (f, r),
+            _ => {
+                return Err(Error::Internal {
+                    reason: "backup worker lost".into(),
+                });
+            }
+        };
 
     let mut bytes_stored = uploaded.bytes;
     if !uploaded.packs.is_empty() {
@@ -155,6 +212,7 @@ pub async fn backup(
             chunks_new: pack_stats.chunks_new,
             chunks_deduplicated: pack_stats.chunks_deduplicated,
             packs_written: uploaded.packs.len() as u64,
+            files_unchanged,
             files_skipped: skipped,
             duration_ms: started.elapsed().as_millis() as u64,
         },
@@ -165,6 +223,10 @@ pub async fn backup(
         roots: Some(roots),
     })
     .await?;
+    if let Some(store) = request.stat_cache {
+        let bytes = new_cache.encode(sealer.server_keys())?;
+        store.save(account.id, request.destination, bytes).await?;
+    }
     Ok(snapshot)
 }
 
@@ -190,7 +252,7 @@ async fn walk_items(
             } else {
                 PathFilter::default()
             };
-            in_blocking(walker, move |w| w.walk_dir(&dir, "", &filter)).await?
+            in_blocking(walker, move |w| w.walk_dir(kind, &dir, b"", &filter)).await?
         } else {
             let mut tree = Tree::default();
             let mut names = source.documents(kind).await?;

@@ -13,6 +13,7 @@ mod packer;
 mod progress;
 mod reader;
 mod restore;
+mod stat_cache;
 mod upload;
 mod verify;
 mod walk;
@@ -22,4 +23,5 @@ pub use progress::{
     NoProgress, Progress, ProgressCounters, ProgressEvent, ProgressSink, no_progress,
 };
 pub use restore::{RestoreReport, dry_run, restore};
+pub use stat_cache::{FsStatCache, StatCacheStore};
 pub use verify::{VerifyOptions, VerifyProblem, VerifyReport, verify};

@@ -1,8 +1,17 @@
-//! The writing end of a backup: deduplicates blobs against the account's known chunks,
-//! compresses and seals new ones into packs, and hands full packs to the uploader.
+//! The writing end of a backup, in two halves:
+//! - [`BlobSink`] runs on the walking thread: it hashes each blob (keyed chunk id), drops
+//!   those the account already has, and hands new ones to the pack workers;
+//! - [`PackWorkers`] are threads, one per core, that compress, seal and pack blobs and pass
+//!   full packs to the uploader.
+//!
+//! Dedup is decided in one place (the sink), so workers never pack the same blob twice and
+//! need no shared state. Bounded channels keep memory flat: at most a few chunks wait per
+//! worker, and each worker holds at most one open pack per blob kind.
 
 use std::collections::HashSet;
-use std::sync::Arc;
+use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
 
 use tokio::sync::mpsc;
 
@@ -20,78 +29,202 @@ pub(crate) struct PackStats {
     pub(crate) chunks_deduplicated: u64,
 }
 
-/// Deduplicates, encodes and packs blobs. Runs on a blocking thread.
-pub(crate) struct Packer {
+/// A new blob on its way to a worker.
+struct Job {
+    id: ChunkId,
+    kind: BlobKind,
+    data: Vec<u8>,
+}
+
+pub(crate) fn workers_closed() -> Error {
+    Error::Internal {
+        reason: "pack workers stopped".into(),
+    }
+}
+
+/// Walker side: hashes, deduplicates and dispatches blobs.
+pub(crate) struct BlobSink {
     sealer: Arc<dyn ContentSealer>,
     known: HashSet<ChunkId>,
     referenced: HashSet<ChunkId>,
-    codec: BlobCodec,
-    data: Option<PackWriter>,
-    tree: Option<PackWriter>,
-    pack_size: usize,
-    out: mpsc::Sender<FinishedPack>,
+    jobs: Option<SyncSender<Job>>,
     pub(crate) stats: PackStats,
 }
 
-impl std::fmt::Debug for Packer {
+impl std::fmt::Debug for BlobSink {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Packer")
+        f.debug_struct("BlobSink")
             .field("known", &self.known.len())
             .field("stats", &self.stats)
             .finish()
     }
 }
 
-impl Packer {
-    pub(crate) fn new(
-        sealer: Arc<dyn ContentSealer>,
-        known: HashSet<ChunkId>,
-        pack_size: usize,
-        level: i32,
-        out: mpsc::Sender<FinishedPack>,
-    ) -> Result<Self> {
-        Ok(Self {
-            sealer,
-            known,
-            referenced: HashSet::new(),
-            codec: BlobCodec::new(level)?,
-            data: None,
-            tree: None,
-            pack_size,
-            out,
-            stats: PackStats::default(),
-        })
+impl BlobSink {
+    /// Whether the account's repository already holds `id`.
+    pub(crate) fn contains(&self, id: &ChunkId) -> bool {
+        self.known.contains(id)
+    }
+
+    /// Records that the snapshot references blobs already stored, `len` bytes in all.
+    pub(crate) fn reuse(&mut self, ids: &[ChunkId], len: u64) {
+        self.referenced.extend(ids.iter().copied());
+        self.stats.bytes_deduplicated += len;
+        self.stats.chunks_deduplicated += ids.len() as u64;
     }
 
     /// Adds a blob (stored once per account) and returns its id.
     pub(crate) fn add(&mut self, kind: BlobKind, plaintext: &[u8]) -> Result<ChunkId> {
         let id = self.sealer.server_keys().chunk_id(plaintext);
-        self.referenced.insert(id);
         if self.known.contains(&id) {
-            self.stats.bytes_deduplicated += plaintext.len() as u64;
-            self.stats.chunks_deduplicated += 1;
+            self.reuse(&[id], plaintext.len() as u64);
             return Ok(id);
         }
-        let (compression, encoded) = self.codec.encode(plaintext);
-        let slot = match kind {
+        self.referenced.insert(id);
+        self.known.insert(id);
+        self.stats.bytes_new += plaintext.len() as u64;
+        self.stats.chunks_new += 1;
+        let jobs = self.jobs.as_ref().ok_or_else(workers_closed)?;
+        // Spare room for the seal's nonce and tag, so sealing in place does not reallocate.
+        let mut data = Vec::with_capacity(plaintext.len() + 64);
+        data.extend_from_slice(plaintext);
+        jobs.send(Job { id, kind, data })
+            .map_err(|_| workers_closed())?;
+        Ok(id)
+    }
+
+    /// Closes the job channel (workers flush and stop) and returns every blob referenced.
+    pub(crate) fn finish(mut self) -> (Vec<ChunkId>, PackStats) {
+        self.jobs = None;
+        let mut refs: Vec<ChunkId> = self.referenced.into_iter().collect();
+        refs.sort_unstable();
+        (refs, self.stats)
+    }
+}
+
+/// Worker side: the pool of compress-seal-pack threads.
+pub(crate) struct PackWorkers {
+    handles: Vec<JoinHandle<Result<()>>>,
+}
+
+impl std::fmt::Debug for PackWorkers {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PackWorkers")
+            .field("threads", &self.handles.len())
+            .finish()
+    }
+}
+
+/// Settings of the pack workers.
+pub(crate) struct PackerConfig {
+    pub(crate) sealer: Arc<dyn ContentSealer>,
+    pub(crate) known: HashSet<ChunkId>,
+    pub(crate) pack_size: usize,
+    pub(crate) level: i32,
+    pub(crate) threads: usize,
+}
+
+/// Starts `threads` workers and returns the sink that feeds them.
+pub(crate) fn start(
+    config: PackerConfig,
+    packs: mpsc::Sender<FinishedPack>,
+) -> Result<(BlobSink, PackWorkers)> {
+    let threads = config.threads.max(1);
+    let (tx, rx) = sync_channel::<Job>(threads * 2);
+    let rx = Arc::new(Mutex::new(rx));
+    let mut handles = Vec::with_capacity(threads);
+    for i in 0..threads {
+        let mut worker = Worker {
+            sealer: config.sealer.clone(),
+            codec: BlobCodec::new(config.level)?,
+            data: None,
+            tree: None,
+            pack_size: config.pack_size,
+            out: packs.clone(),
+        };
+        let rx = rx.clone();
+        let handle = std::thread::Builder::new()
+            .name(format!("pack-worker-{i}"))
+            .spawn(move || worker.run(&rx))
+            .map_err(|e| Error::Internal {
+                reason: format!("cannot start a pack worker: {e}"),
+            })?;
+        handles.push(handle);
+    }
+    let sink = BlobSink {
+        sealer: config.sealer,
+        known: config.known,
+        referenced: HashSet::new(),
+        jobs: Some(tx),
+        stats: PackStats::default(),
+    };
+    Ok((sink, PackWorkers { handles }))
+}
+
+impl PackWorkers {
+    /// Waits for every worker (after the sink was finished or dropped); the first error wins.
+    pub(crate) fn join(self) -> Result<()> {
+        let mut first = Ok(());
+        for h in self.handles {
+            let r = h.join().unwrap_or_else(|_| {
+                Err(Error::Internal {
+                    reason: "a pack worker panicked".into(),
+                })
+            });
+            if first.is_ok() {
+                first = r;
+            }
+        }
+        first
+    }
+}
+
+struct Worker {
+    sealer: Arc<dyn ContentSealer>,
+    codec: BlobCodec,
+    data: Option<PackWriter>,
+    tree: Option<PackWriter>,
+    pack_size: usize,
+    out: mpsc::Sender<FinishedPack>,
+}
+
+impl Worker {
+    fn run(&mut self, jobs: &Mutex<Receiver<Job>>) -> Result<()> {
+        loop {
+            let job = {
+                let rx = jobs.lock().map_err(|_| Error::Internal {
+                    reason: "pack job queue poisoned".into(),
+                })?;
+                rx.recv()
+            };
+            match job {
+                Ok(job) => self.add(job)?,
+                Err(_) => break,
+            }
+        }
+        self.flush(BlobKind::Data)?;
+        self.flush(BlobKind::Tree)
+    }
+
+    fn add(&mut self, job: Job) -> Result<()> {
+        let raw_len = job.data.len();
+        let (compression, encoded) = self.codec.encode_owned(job.data);
+        let slot = match job.kind {
             BlobKind::Data => &mut self.data,
             BlobKind::Tree => &mut self.tree,
         };
         if slot.is_none() {
             let capacity = self.pack_size + self.pack_size / 8;
-            *slot = Some(PackWriter::new(kind, self.sealer.begin()?, capacity));
+            *slot = Some(PackWriter::new(job.kind, self.sealer.begin()?, capacity));
         }
         let writer = slot.as_mut().ok_or_else(|| Error::Internal {
             reason: "pack writer missing".into(),
         })?;
-        writer.add(id, compression, plaintext.len(), encoded)?;
-        self.known.insert(id);
-        self.stats.bytes_new += plaintext.len() as u64;
-        self.stats.chunks_new += 1;
+        writer.add(job.id, compression, raw_len, encoded)?;
         if writer.len() >= self.pack_size {
-            self.flush(kind)?;
+            self.flush(job.kind)?;
         }
-        Ok(id)
+        Ok(())
     }
 
     fn flush(&mut self, kind: BlobKind) -> Result<()> {
@@ -108,14 +241,5 @@ impl Packer {
             })?;
         }
         Ok(())
-    }
-
-    /// Flushes both open packs and returns every blob id referenced.
-    pub(crate) fn finish(mut self) -> Result<(Vec<ChunkId>, PackStats)> {
-        self.flush(BlobKind::Data)?;
-        self.flush(BlobKind::Tree)?;
-        let mut refs: Vec<ChunkId> = self.referenced.into_iter().collect();
-        refs.sort();
-        Ok((refs, self.stats))
     }
 }

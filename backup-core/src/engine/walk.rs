@@ -5,19 +5,30 @@ use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::Path;
 
 use super::chunker::Chunker;
-use super::packer::Packer;
+use super::packer::BlobSink;
 use super::progress::{ProgressEvent, ProgressSink};
+use super::stat_cache::{CachedFile, StatCache, key};
 use crate::error::{Error, Result};
-use crate::model::{ChunkId, ItemStats, PathFilter};
+use crate::model::{ChunkId, ItemKind, ItemStats, PathFilter};
+use crate::ports::ServerKeys;
 use crate::repo::{BlobKind, Node, Tree, TreeEntry};
 
-/// State of a backup's blocking half: chunker, packer and counters.
+/// State of a backup's walking thread: chunker, blob sink, stat caches and counters.
 #[derive(Debug)]
 pub(crate) struct Walker {
     pub(crate) chunker: Chunker,
-    pub(crate) packer: Packer,
+    pub(crate) sink: BlobSink,
+    pub(crate) keys: std::sync::Arc<dyn crate::ports::ContentSealer>,
     pub(crate) progress: ProgressSink,
+    /// The previous backup's stat cache (empty when there is none).
+    pub(crate) old_cache: StatCache,
+    /// This backup's stat cache.
+    pub(crate) new_cache: StatCache,
+    /// Files modified at or after this time are not cached (their mtime could still change
+    /// within the clock's resolution without the cache noticing).
+    pub(crate) cache_cutoff_ns: i64,
     pub(crate) bytes_read: u64,
+    pub(crate) files_unchanged: u64,
     pub(crate) skipped: u64,
 }
 
@@ -35,10 +46,10 @@ impl Walker {
         what: &Path,
     ) -> Result<(u64, Vec<ChunkId>)> {
         let mut chunks = Vec::new();
-        let packer = &mut self.packer;
+        let sink = &mut self.sink;
         let progress = &self.progress;
         let size = self.chunker.chunk(input, what, |data| {
-            chunks.push(packer.add(BlobKind::Data, data)?);
+            chunks.push(sink.add(BlobKind::Data, data)?);
             progress.event(ProgressEvent::Bytes {
                 bytes: data.len() as u64,
             });
@@ -51,15 +62,56 @@ impl Walker {
 
     /// Stores a tree blob.
     pub(crate) fn store_tree(&mut self, tree: &Tree) -> Result<ChunkId> {
-        self.packer.add(BlobKind::Tree, &tree.encode()?)
+        self.sink.add(BlobKind::Tree, &tree.encode()?)
+    }
+
+    fn server_keys(&self) -> &ServerKeys {
+        self.keys.server_keys()
+    }
+
+    /// Stores a regular file, from the stat cache when its stat is unchanged and the
+    /// repository still has its chunks, else by reading it.
+    fn store_file(
+        &mut self,
+        kind: ItemKind,
+        path: &Path,
+        rel: &[u8],
+        meta: &std::fs::Metadata,
+    ) -> std::io::Result<Result<(u64, Vec<ChunkId>)>> {
+        let k = key(self.server_keys(), kind, rel);
+        if let Some(cached) = self.old_cache.entries.get(&k)
+            && cached.unchanged(meta)
+            && cached.chunks.iter().all(|id| self.sink.contains(id))
+        {
+            let cached = cached.clone();
+            self.sink.reuse(&cached.chunks, cached.size);
+            self.progress
+                .event(ProgressEvent::Bytes { bytes: cached.size });
+            self.progress.event(ProgressEvent::FileDone);
+            self.files_unchanged += 1;
+            let out = (cached.size, cached.chunks.clone());
+            self.new_cache.entries.insert(k, cached);
+            return Ok(Ok(out));
+        }
+        let file = std::fs::File::open(path)?;
+        let result = self.store_content(file, path);
+        if let Ok((_, chunks)) = &result
+            && mtime_ns(meta) < self.cache_cutoff_ns
+        {
+            self.new_cache
+                .entries
+                .insert(k, CachedFile::stat(meta, chunks.clone()));
+        }
+        Ok(result)
     }
 
     /// Walks `dir` (relative path `rel` under the item root), skipping excluded paths, and
     /// returns its tree id and counts. Unreadable entries are skipped and counted.
     pub(crate) fn walk_dir(
         &mut self,
+        kind: ItemKind,
         dir: &Path,
-        rel: &str,
+        rel: &[u8],
         excludes: &PathFilter,
     ) -> Result<(ChunkId, ItemStats)> {
         let mut names: Vec<std::ffi::OsString> = Vec::new();
@@ -72,12 +124,12 @@ impl Walker {
         let mut tree = Tree::default();
         for name in names {
             let path = dir.join(&name);
-            let rel_child = if rel.is_empty() {
-                name.to_string_lossy().into_owned()
-            } else {
-                format!("{rel}/{}", name.to_string_lossy())
-            };
-            if excludes.matches(&rel_child) {
+            let mut rel_child = rel.to_vec();
+            if !rel_child.is_empty() {
+                rel_child.push(b'/');
+            }
+            rel_child.extend_from_slice(name.as_bytes());
+            if !excludes.is_empty() && excludes.matches(&String::from_utf8_lossy(&rel_child)) {
                 continue;
             }
             let meta = match std::fs::symlink_metadata(&path) {
@@ -89,9 +141,9 @@ impl Walker {
             };
             let ft = meta.file_type();
             let node = if ft.is_file() {
-                match std::fs::File::open(&path) {
-                    Ok(file) => {
-                        let (size, chunks) = self.store_content(file, &path)?;
+                match self.store_file(kind, &path, &rel_child, &meta) {
+                    Ok(stored) => {
+                        let (size, chunks) = stored?;
                         Node::File { size, chunks }
                     }
                     Err(e) => {
@@ -100,7 +152,7 @@ impl Walker {
                     }
                 }
             } else if ft.is_dir() {
-                match self.walk_dir(&path, &rel_child, excludes) {
+                match self.walk_dir(kind, &path, &rel_child, excludes) {
                     Ok((tree, stats)) => Node::Dir { tree, stats },
                     Err(Error::Io { path: p, source }) if p == path => {
                         self.skip(&path, &source);

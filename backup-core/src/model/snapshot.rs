@@ -120,6 +120,8 @@ pub struct BackupStats {
     pub chunks_deduplicated: u64,
     /// Pack objects written.
     pub packs_written: u64,
+    /// Files taken from the stat cache without reading them.
+    pub files_unchanged: u64,
     /// Entries that could not be read and were left out.
     pub files_skipped: u64,
     /// Wall time in milliseconds.

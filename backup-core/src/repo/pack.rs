@@ -400,6 +400,25 @@ impl BlobCodec {
         (Compression::None, out)
     }
 
+    /// Like [`BlobCodec::encode`], taking the plaintext by value: when compression does not
+    /// pay, the same buffer is returned (give it spare capacity for the seal's nonce and tag).
+    pub fn encode_owned(&mut self, plaintext: Vec<u8>) -> (Compression, Vec<u8>) {
+        let len = plaintext.len();
+        if len >= 128 {
+            let limit = len - len / 32;
+            let mut out = Vec::with_capacity(limit + 64);
+            if self
+                .compressor
+                .compress_to_buffer(&plaintext, &mut out)
+                .is_ok()
+                && out.len() <= limit
+            {
+                return (Compression::Zstd, out);
+            }
+        }
+        (Compression::None, plaintext)
+    }
+
     /// Opens, decodes and authenticates one sealed blob: after opening and decompressing, its
     /// keyed hash must equal `entry.id`.
     pub fn open_blob(

@@ -260,3 +260,23 @@ pub async fn list_objects(store: &Arc<dyn ObjectStore>, kind: &str) -> Vec<Store
 pub async fn count_objects(store: &Arc<dyn ObjectStore>, kind: &str) -> usize {
     list_objects(store, kind).await.len()
 }
+
+/// Sets every file's and directory's mtime `secs` seconds into the past (the stat cache does
+/// not trust files modified in the last seconds).
+pub fn age_all(root: &Path, secs: u64) {
+    let when = std::time::SystemTime::now() - Duration::from_secs(secs);
+    for (_, path, meta) in walk(root) {
+        if meta.is_file() {
+            let f = std::fs::File::options().write(true).open(&path).unwrap();
+            f.set_modified(when).unwrap();
+        }
+    }
+}
+
+pub fn walk_files(root: &Path) -> Vec<PathBuf> {
+    walk(root)
+        .into_iter()
+        .filter(|(_, _, m)| m.is_file())
+        .map(|(_, p, _)| p)
+        .collect()
+}

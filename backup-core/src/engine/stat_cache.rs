@@ -1,0 +1,224 @@
+//! The stat cache: for each file of the last backup of an account to a destination, its
+//! size, mtime, ctime and inode with the chunks it was cut into. A file whose stat is
+//! unchanged (and whose chunks the repository still has) is not read again: an incremental
+//! costs one stat per unchanged file.
+//!
+//! Entries are keyed by a keyed hash of the item and path (MAC domain `Path`), so the cache
+//! holds no file names; the whole cache is MAC-authenticated, and a cache that does not
+//! verify is ignored (it only costs re-reading). The cache lives where the files are (the
+//! source server): [`FsStatCache`] keeps one file per account and destination.
+
+use std::collections::HashMap;
+use std::fmt::Debug;
+use std::os::unix::fs::MetadataExt;
+use std::path::PathBuf;
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+use crate::model::{AccountId, ChunkId, DestinationId, ItemKind};
+use crate::ports::{MacDomain, ServerKeys};
+
+const MAGIC: &[u8; 8] = b"BKUPSTAT";
+const VERSION: u16 = 1;
+
+/// Where stat caches are kept (opaque bytes per account and destination).
+#[async_trait]
+pub trait StatCacheStore: Send + Sync + Debug {
+    /// The cache of the last backup of `account` to `destination`, if any.
+    async fn load(&self, account: AccountId, destination: DestinationId)
+    -> Result<Option<Vec<u8>>>;
+    /// Replaces that cache.
+    async fn save(
+        &self,
+        account: AccountId,
+        destination: DestinationId,
+        bytes: Vec<u8>,
+    ) -> Result<()>;
+    /// Drops every cache of `account` (for example after a key reset).
+    async fn clear(&self, account: AccountId) -> Result<()>;
+}
+
+/// Stat caches as files: `DIR/<account>/<destination>.statcache`, replaced atomically.
+#[derive(Debug, Clone)]
+pub struct FsStatCache {
+    dir: PathBuf,
+}
+
+impl FsStatCache {
+    /// Caches under `dir` (created when first written).
+    pub fn new(dir: impl Into<PathBuf>) -> Self {
+        Self { dir: dir.into() }
+    }
+
+    fn path(&self, account: AccountId, destination: DestinationId) -> PathBuf {
+        self.dir
+            .join(account.to_string())
+            .join(format!("{destination}.statcache"))
+    }
+}
+
+#[async_trait]
+impl StatCacheStore for FsStatCache {
+    async fn load(
+        &self,
+        account: AccountId,
+        destination: DestinationId,
+    ) -> Result<Option<Vec<u8>>> {
+        let path = self.path(account, destination);
+        match tokio::fs::read(&path).await {
+            Ok(b) => Ok(Some(b)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(Error::io(path, e)),
+        }
+    }
+
+    async fn save(
+        &self,
+        account: AccountId,
+        destination: DestinationId,
+        bytes: Vec<u8>,
+    ) -> Result<()> {
+        let path = self.path(account, destination);
+        let dir = self.dir.join(account.to_string());
+        tokio::fs::create_dir_all(&dir)
+            .await
+            .map_err(|e| Error::io(&dir, e))?;
+        let tmp = path.with_extension(format!("tmp-{}", uuid::Uuid::new_v4().simple()));
+        tokio::fs::write(&tmp, bytes)
+            .await
+            .map_err(|e| Error::io(&tmp, e))?;
+        tokio::fs::rename(&tmp, &path)
+            .await
+            .map_err(|e| Error::io(&path, e))
+    }
+
+    async fn clear(&self, account: AccountId) -> Result<()> {
+        let dir = self.dir.join(account.to_string());
+        match tokio::fs::remove_dir_all(&dir).await {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(Error::io(dir, e)),
+        }
+    }
+}
+
+/// What is remembered of one file.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct CachedFile {
+    pub(crate) size: u64,
+    pub(crate) mtime_ns: i64,
+    pub(crate) ctime_ns: i64,
+    pub(crate) inode: u64,
+    pub(crate) chunks: Vec<ChunkId>,
+}
+
+impl CachedFile {
+    pub(crate) fn stat(meta: &std::fs::Metadata, chunks: Vec<ChunkId>) -> Self {
+        Self {
+            size: meta.len(),
+            mtime_ns: super::walk::mtime_ns(meta),
+            ctime_ns: meta
+                .ctime()
+                .saturating_mul(1_000_000_000)
+                .saturating_add(meta.ctime_nsec()),
+            inode: meta.ino(),
+            chunks,
+        }
+    }
+
+    /// Whether `meta` describes the same file content as this entry.
+    pub(crate) fn unchanged(&self, meta: &std::fs::Metadata) -> bool {
+        let now = Self::stat(meta, Vec::new());
+        self.size == now.size
+            && self.mtime_ns == now.mtime_ns
+            && self.ctime_ns == now.ctime_ns
+            && self.inode == now.inode
+    }
+}
+
+/// The cache of one backup, keyed by the keyed hash of item and path.
+#[derive(Debug, Default)]
+pub(crate) struct StatCache {
+    pub(crate) entries: HashMap<[u8; 32], CachedFile>,
+}
+
+/// The key of a file: keyed hash of the item code and the path bytes under the item root.
+pub(crate) fn key(keys: &ServerKeys, kind: ItemKind, rel: &[u8]) -> [u8; 32] {
+    let mut h = keys.mac_hasher(MacDomain::Path);
+    h.update(&[kind.code()]);
+    h.update(rel);
+    *h.finalize().as_bytes()
+}
+
+impl StatCache {
+    /// Parses a stored cache; anything that does not verify gives an empty cache.
+    pub(crate) fn decode(keys: &ServerKeys, bytes: &[u8]) -> Self {
+        Self::try_decode(keys, bytes).unwrap_or_default()
+    }
+
+    fn try_decode(keys: &ServerKeys, bytes: &[u8]) -> Option<Self> {
+        if bytes.len() < 10 + 32 || &bytes[..8] != MAGIC {
+            return None;
+        }
+        if u16::from_le_bytes([bytes[8], bytes[9]]) != VERSION {
+            return None;
+        }
+        let (body, tag) = bytes.split_at(bytes.len() - 32);
+        let mut t = [0u8; 32];
+        t.copy_from_slice(tag);
+        if !keys.verify_mac(MacDomain::Path, body, &t) {
+            return None;
+        }
+        let entries: Vec<([u8; 32], CachedFile)> = postcard::from_bytes(&body[10..]).ok()?;
+        Some(Self {
+            entries: entries.into_iter().collect(),
+        })
+    }
+
+    /// Serializes and MACs the cache.
+    pub(crate) fn encode(&self, keys: &ServerKeys) -> Result<Vec<u8>> {
+        let entries: Vec<(&[u8; 32], &CachedFile)> = self.entries.iter().collect();
+        let mut out = MAGIC.to_vec();
+        out.extend_from_slice(&VERSION.to_le_bytes());
+        out.extend_from_slice(&postcard::to_stdvec(&entries).map_err(|e| Error::Internal {
+            reason: format!("encoding the stat cache: {e}"),
+        })?);
+        let tag = keys.mac(MacDomain::Path, &out);
+        out.extend_from_slice(&tag);
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cache_round_trips_and_rejects_tampering() {
+        let keys = ServerKeys::new([1; 32], [2; 32], 3);
+        let mut c = StatCache::default();
+        c.entries.insert(
+            key(&keys, ItemKind::HomeDir, b"a/b"),
+            CachedFile {
+                size: 5,
+                mtime_ns: 6,
+                ctime_ns: 7,
+                inode: 8,
+                chunks: vec![ChunkId([9; 32])],
+            },
+        );
+        let bytes = c.encode(&keys).unwrap();
+        assert_eq!(StatCache::decode(&keys, &bytes).entries, c.entries);
+        let mut bad = bytes.clone();
+        bad[20] ^= 1;
+        assert!(StatCache::decode(&keys, &bad).entries.is_empty());
+        let other = ServerKeys::new([1; 32], [3; 32], 3);
+        assert!(StatCache::decode(&other, &bytes).entries.is_empty());
+        assert_ne!(
+            key(&keys, ItemKind::HomeDir, b"a"),
+            key(&keys, ItemKind::Email, b"a")
+        );
+    }
+}
