@@ -146,7 +146,12 @@ async fn unchanged_data_writes_no_new_pack() {
         1 + 2,
         "one chunk, its directory's tree, the root tree"
     );
-    assert_eq!(third.stats.packs_written, 2);
+    // One data pack, and tree packs from whichever workers took the two tree blobs.
+    assert!(
+        (2..=3).contains(&third.stats.packs_written),
+        "{}",
+        third.stats.packs_written
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1,3 +1,7 @@
-//! Benchmarks of the backup engine: criterion micro-benchmarks of the primitives
-//! (`benches/primitives.rs`); the end-to-end runner against restic and borg comes with the
-//! performance work.
+//! Benchmarks of the backup engine:
+//! - `benches/primitives.rs`: criterion micro-benchmarks of the per-blob primitives;
+//! - `src/bin/e2e.rs`: the end-to-end runner against restic, borg and rustic on one dataset
+//!   (see the README);
+//! - [`dataset`]: the deterministic dataset it backs up.
+
+pub mod dataset;

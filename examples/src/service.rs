@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use backup_catalog::SqliteCatalog;
 use backup_core::engine::{
-    self, BackupRequest, ProgressSink, RestoreReport, VerifyOptions, VerifyReport,
+    self, BackupRequest, FsStatCache, ProgressSink, RestoreReport, VerifyOptions, VerifyReport,
 };
 use backup_core::model::{
     Account, AccountStatus, Destination, EncryptionMode, ItemKind, ItemSelection, OwnerKey,
@@ -56,29 +56,49 @@ pub struct Service {
     master: MasterKey,
 }
 
+/// The catalog at `url`, or the SQLite file in the state directory.
+async fn open_catalog(home: &Path, url: Option<&str>) -> Result<Arc<dyn Catalog>> {
+    Ok(match url {
+        Some(url) => backup_catalog::open(url).await?,
+        None => Arc::new(SqliteCatalog::open(home.join(CATALOG_FILE)).await?),
+    })
+}
+
 fn storage_error(e: backup_storage::Error) -> Error {
     Error::invalid("destination", e.to_string())
 }
 
 impl Service {
     /// Creates the state directory, master key and catalog if missing; returns whether the
-    /// master key was created now.
+    /// master key was created now. The catalog is the SQLite file `catalog.db` in `home`.
     pub async fn init(home: &Path) -> Result<(Self, bool)> {
+        Self::init_with_catalog(home, None).await
+    }
+
+    /// Like [`Service::init`], with the catalog at `catalog` when given: a URL for
+    /// [`backup_catalog::open`] (`sqlite://PATH`, `sqlite::memory:`, `postgres://…`).
+    pub async fn init_with_catalog(home: &Path, catalog: Option<&str>) -> Result<(Self, bool)> {
         std::fs::create_dir_all(home).map_err(|e| Error::io(home, e))?;
         let (master, created) = MasterKey::load_or_create(home.join(MASTER_KEY_FILE))?;
-        let catalog = SqliteCatalog::open(home.join(CATALOG_FILE)).await?;
+        let catalog = open_catalog(home, catalog).await?;
         Ok((
             Self {
                 home: home.to_path_buf(),
-                catalog: Arc::new(catalog),
+                catalog,
                 master,
             },
             created,
         ))
     }
 
-    /// Opens an initialised state directory.
+    /// Opens an initialised state directory (catalog: `catalog.db` in it).
     pub async fn open(home: &Path) -> Result<Self> {
+        Self::open_with_catalog(home, None).await
+    }
+
+    /// Like [`Service::open`], with the catalog at `catalog` when given (see
+    /// [`Service::init_with_catalog`]).
+    pub async fn open_with_catalog(home: &Path, catalog: Option<&str>) -> Result<Self> {
         let key = home.join(MASTER_KEY_FILE);
         if !key.exists() {
             return Err(Error::not_found(format!(
@@ -87,10 +107,10 @@ impl Service {
             )));
         }
         let master = MasterKey::load(&key)?;
-        let catalog = SqliteCatalog::open(home.join(CATALOG_FILE)).await?;
+        let catalog = open_catalog(home, catalog).await?;
         Ok(Self {
             home: home.to_path_buf(),
-            catalog: Arc::new(catalog),
+            catalog,
             master,
         })
     }
@@ -237,7 +257,9 @@ impl Service {
         } else {
             Box::new(HomeDirSource::new(source))
         };
-        let request = BackupRequest::new(account, destination.id);
+        // The stat cache lives beside the catalog: unchanged files cost one stat next time.
+        let stat_cache = FsStatCache::new(self.home.join("statcache"));
+        let request = BackupRequest::new(account, destination.id).with_stat_cache(&stat_cache);
         let snapshot = engine::backup(&handle, &request, source.as_ref(), progress).await?;
         self.catalog.put_snapshot(&snapshot).await?;
         Ok(snapshot)

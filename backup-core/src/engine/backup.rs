@@ -138,7 +138,6 @@ pub async fn backup(
         },
         tx,
     )?;
-    let cutoff = created.timestamp_nanos_opt().unwrap_or(i64::MAX) - 2_000_000_000;
     let mut slot = Some(Walker {
         chunker: Chunker::new(config.chunker, sealer.server_keys().chunker_seed()),
         sink,
@@ -146,7 +145,7 @@ pub async fn backup(
         progress: progress.clone(),
         old_cache,
         new_cache: StatCache::default(),
-        cache_cutoff_ns: cutoff,
+        started_ns: created.timestamp_nanos_opt().unwrap_or(i64::MAX),
         bytes_read: 0,
         files_unchanged: 0,
         skipped: 0,

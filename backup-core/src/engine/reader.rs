@@ -12,9 +12,6 @@ use crate::model::{ChunkId, PackId};
 use crate::ports::OpenSession;
 use crate::repo::{AccountRepo, BlobCodec, BlobLocator, TrailerEntry, Tree};
 
-/// Packs kept in memory (restores read packs mostly in the order backups wrote them).
-const CACHED_PACKS: usize = 3;
-
 /// Reads and authenticates blobs of one account.
 pub(crate) struct BlobReader {
     repo: AccountRepo,
@@ -22,6 +19,7 @@ pub(crate) struct BlobReader {
     handle: Handle,
     codec: BlobCodec,
     cache: VecDeque<CachedPack>,
+    capacity: usize,
 }
 
 /// A fetched pack, checked against its id, with its own trailer's entries and session.
@@ -41,10 +39,12 @@ impl std::fmt::Debug for BlobReader {
 }
 
 impl BlobReader {
+    /// A reader keeping up to `capacity` packs in memory.
     pub(crate) fn new(
         repo: AccountRepo,
         locator: Arc<BlobLocator>,
         handle: Handle,
+        capacity: usize,
     ) -> Result<Self> {
         repo.require_opener()?;
         Ok(Self {
@@ -53,6 +53,7 @@ impl BlobReader {
             handle,
             codec: BlobCodec::new(1)?,
             cache: VecDeque::new(),
+            capacity: capacity.max(1),
         })
     }
 
@@ -70,7 +71,7 @@ impl BlobReader {
                 .open_session(&trailer.seal_header)?,
         );
         let entries = trailer.entries.iter().map(|e| (e.id, *e)).collect();
-        if self.cache.len() == CACHED_PACKS {
+        if self.cache.len() >= self.capacity {
             self.cache.pop_front();
         }
         self.cache.push_back(CachedPack {

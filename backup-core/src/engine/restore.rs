@@ -8,15 +8,22 @@ use std::sync::Arc;
 use tokio::runtime::Handle;
 
 use super::backup::join_error;
-use super::fs_write::{SafeDirs, finish_dir, prune, write_file, write_symlink};
+use super::fs_write::SafeDirs;
 use super::progress::{ProgressEvent, ProgressSink};
 use super::reader::BlobReader;
+use super::restore_tree;
 use crate::error::{Error, Result};
 use crate::model::{
     ChunkId, ItemKind, ItemStats, PathSelection, RestorePlan, Snapshot, SnapshotId,
 };
 use crate::ports::RestoreTarget;
 use crate::repo::{AccountRepo, BlobLocator, Node};
+
+/// Tree packs kept in memory while planning (tree blobs are read in walk order).
+const TREE_PACKS_CACHED: usize = 4;
+/// Data packs kept in memory while writing: one open pack per pack worker at backup time
+/// interleaves blobs of a few packs, so a few cached packs read each pack about once.
+const DATA_PACKS_CACHED: usize = 4;
 
 /// What a restore or dry run covered.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -80,11 +87,12 @@ impl Loaded {
         })
     }
 
-    fn reader(&self) -> Result<BlobReader> {
+    fn reader(&self, cached_packs: usize) -> Result<BlobReader> {
         BlobReader::new(
             self.reader_parts.0.clone(),
             self.reader_parts.1.clone(),
             Handle::current(),
+            cached_packs,
         )
     }
 }
@@ -112,20 +120,16 @@ pub async fn restore(
         let replace = !plan.options.merge && sel.paths.is_all();
         let stats = if kind.is_tree() {
             let dir = target.tree_root(kind).await?;
-            let reader = loaded.reader()?;
+            let reader = loaded.reader(TREE_PACKS_CACHED)?;
             let paths = sel.paths.clone();
             let progress = progress.clone();
+            let mut data_reader = loaded.reader(DATA_PACKS_CACHED)?;
             tokio::task::spawn_blocking(move || {
-                let mut job = TreeRestore {
-                    reader,
-                    dirs: SafeDirs::new(dir)?,
-                    paths,
-                    replace,
-                    progress,
-                    stats: ItemStats::default(),
-                };
-                job.restore_dir(&root, &mut Vec::new())?;
-                Ok::<_, Error>(job.stats)
+                let mut trees = reader;
+                let plan = restore_tree::plan(&mut trees, &root, &paths, replace)?;
+                drop(trees);
+                let mut dirs = SafeDirs::new(dir)?;
+                restore_tree::write(plan, &mut data_reader, &mut dirs, &progress)
             })
             .await
             .map_err(join_error)??
@@ -150,7 +154,7 @@ async fn restore_documents(
     target: &dyn RestoreTarget,
     progress: &ProgressSink,
 ) -> Result<ItemStats> {
-    let mut reader = Some(loaded.reader()?);
+    let mut reader = Some(loaded.reader(DATA_PACKS_CACHED)?);
     let tree = {
         let mut r = reader.take().ok_or_else(lost)?;
         let (r, tree) = tokio::task::spawn_blocking(move || {
@@ -223,108 +227,6 @@ fn lost() -> Error {
     }
 }
 
-/// Restores one tree item on a blocking thread.
-struct TreeRestore {
-    reader: BlobReader,
-    dirs: SafeDirs,
-    paths: PathSelection,
-    replace: bool,
-    progress: ProgressSink,
-    stats: ItemStats,
-}
-
-fn rel_path(components: &[Vec<u8>]) -> String {
-    let parts: Vec<String> = components
-        .iter()
-        .map(|c| String::from_utf8_lossy(c).into_owned())
-        .collect();
-    parts.join("/")
-}
-
-impl TreeRestore {
-    fn restore_dir(&mut self, tree_id: &ChunkId, components: &mut Vec<Vec<u8>>) -> Result<()> {
-        let tree = self.reader.tree(tree_id)?;
-        for entry in &tree.entries {
-            components.push(entry.name.clone());
-            let rel = rel_path(components);
-            let result = self.restore_entry(entry, components, &rel);
-            components.pop();
-            result?;
-        }
-        if self.replace {
-            let refs: Vec<&[u8]> = components.iter().map(Vec::as_slice).collect();
-            let dir = self.dirs.ensure(&refs)?;
-            let keep: HashSet<&[u8]> = tree.entries.iter().map(|e| e.name.as_slice()).collect();
-            prune(&dir, &keep)?;
-        }
-        Ok(())
-    }
-
-    fn restore_entry(
-        &mut self,
-        entry: &crate::repo::TreeEntry,
-        components: &mut Vec<Vec<u8>>,
-        rel: &str,
-    ) -> Result<()> {
-        let parent: Vec<Vec<u8>> = components[..components.len() - 1].to_vec();
-        let parent_refs: Vec<&[u8]> = parent.iter().map(Vec::as_slice).collect();
-        match &entry.node {
-            Node::Dir { tree, .. } => {
-                if !self.paths.may_select_below(rel) {
-                    return Ok(());
-                }
-                let selected = self.paths.selects(rel);
-                if selected {
-                    let refs: Vec<&[u8]> = components.iter().map(Vec::as_slice).collect();
-                    self.dirs.ensure(&refs)?;
-                }
-                self.restore_dir(tree, components)?;
-                if selected {
-                    let refs: Vec<&[u8]> = components.iter().map(Vec::as_slice).collect();
-                    let path = self.dirs.join(&refs)?;
-                    finish_dir(&path, entry.mode, entry.mtime_ns)?;
-                    self.stats.dirs += 1;
-                }
-            }
-            Node::File { size, chunks } => {
-                if !self.paths.selects(rel) {
-                    return Ok(());
-                }
-                let dir = self.dirs.ensure(&parent_refs)?;
-                let reader = &mut self.reader;
-                let progress = &self.progress;
-                write_file(
-                    &dir,
-                    &entry.name,
-                    entry.mode,
-                    entry.mtime_ns,
-                    *size,
-                    chunks.len(),
-                    |i| {
-                        let data = reader.read(&chunks[i])?;
-                        progress.event(ProgressEvent::Bytes {
-                            bytes: data.len() as u64,
-                        });
-                        Ok(data)
-                    },
-                )?;
-                self.progress.event(ProgressEvent::FileDone);
-                self.stats.files += 1;
-                self.stats.bytes += size;
-            }
-            Node::Symlink { target } => {
-                if !self.paths.selects(rel) {
-                    return Ok(());
-                }
-                let dir = self.dirs.ensure(&parent_refs)?;
-                write_symlink(&dir, &entry.name, target)?;
-                self.stats.symlinks += 1;
-            }
-        }
-        Ok(())
-    }
-}
-
 /// Reports what [`restore`] would restore (items, files, bytes) without writing anything.
 /// Needs the content key, like a restore (file names are sealed).
 pub async fn dry_run(
@@ -336,7 +238,7 @@ pub async fn dry_run(
     let mut report = RestoreReport::default();
     for sel in ordered(plan) {
         let root = loaded.root(sel.snapshot, sel.kind)?;
-        let mut reader = loaded.reader()?;
+        let mut reader = loaded.reader(TREE_PACKS_CACHED)?;
         let paths = sel.paths.clone();
         let stats = tokio::task::spawn_blocking(move || {
             let mut stats = ItemStats::default();

@@ -24,9 +24,9 @@ pub(crate) struct Walker {
     pub(crate) old_cache: StatCache,
     /// This backup's stat cache.
     pub(crate) new_cache: StatCache,
-    /// Files modified at or after this time are not cached (their mtime could still change
-    /// within the clock's resolution without the cache noticing).
-    pub(crate) cache_cutoff_ns: i64,
+    /// When the backup started (ns since the epoch): files modified too close before it are
+    /// not cached (see [`Walker::cacheable`]).
+    pub(crate) started_ns: i64,
     pub(crate) bytes_read: u64,
     pub(crate) files_unchanged: u64,
     pub(crate) skipped: u64,
@@ -96,7 +96,7 @@ impl Walker {
         let file = std::fs::File::open(path)?;
         let result = self.store_content(file, path);
         if let Ok((_, chunks)) = &result
-            && mtime_ns(meta) < self.cache_cutoff_ns
+            && self.cacheable(meta)
         {
             self.new_cache
                 .entries
@@ -184,6 +184,19 @@ impl Walker {
         let stats = tree.stats();
         let id = self.store_tree(&tree)?;
         Ok((id, stats))
+    }
+
+    /// Whether a file's stat can be trusted next time. A file written again within the same
+    /// timestamp tick keeps its mtime, so files modified just before the backup started are
+    /// read again next time: within 100 ms on file systems with sub-second times (the kernel's
+    /// timestamp tick is a few ms), within 2 s where times are whole seconds.
+    fn cacheable(&self, meta: &std::fs::Metadata) -> bool {
+        let window = if meta.mtime_nsec() == 0 {
+            2_000_000_000
+        } else {
+            100_000_000
+        };
+        mtime_ns(meta) < self.started_ns.saturating_sub(window)
     }
 
     fn skip(&mut self, path: &Path, e: &std::io::Error) {

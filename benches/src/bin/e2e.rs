@@ -1,0 +1,423 @@
+//! End-to-end runner: backs up one deterministic dataset with our engine (through the
+//! `backupctl` example) and with restic, borg and rustic when they are on PATH, in the same
+//! run, and prints a table of times, peak memory, repository sizes and our ratio to each.
+//!
+//! ```text
+//! cargo build --release --example backupctl
+//! cargo run --release -p backup-benches --bin e2e -- [--scale 1.0] [--dir /tmp/backup-bench] [--tools ours,restic,borg,rustic]
+//! ```
+//! Peak RSS comes from GNU time (`apt-get install time`). Every tool runs with encryption on
+//! and its default compression; the page cache is warm for all of them.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Instant;
+
+use backup_benches::dataset::{change_one_percent, generate};
+
+#[derive(Debug, Clone, Copy, Default)]
+struct Measure {
+    secs: f64,
+    rss_kib: u64,
+}
+
+#[derive(Debug, Default)]
+struct Row {
+    tool: String,
+    initial: Measure,
+    noop: Measure,
+    one_percent: Measure,
+    restore: Measure,
+    repo_bytes: u64,
+}
+
+fn die(msg: impl std::fmt::Display) -> ! {
+    eprintln!("error: {msg}");
+    std::process::exit(1)
+}
+
+/// Runs `cmd` under GNU time; returns wall seconds and peak RSS.
+fn timed(cmd: &mut Command, what: &str) -> Measure {
+    let out_file = std::env::temp_dir().join(format!("e2e-time-{}", std::process::id()));
+    let program = cmd.get_program().to_owned();
+    let args: Vec<_> = cmd.get_args().map(|a| a.to_owned()).collect();
+    let mut wrapped = Command::new("/usr/bin/time");
+    wrapped
+        .arg("-f")
+        .arg("%e %M")
+        .arg("-o")
+        .arg(&out_file)
+        .arg(program)
+        .args(args);
+    if let Some(dir) = cmd.get_current_dir() {
+        wrapped.current_dir(dir);
+    }
+    for (k, v) in cmd.get_envs() {
+        match v {
+            Some(v) => wrapped.env(k, v),
+            None => wrapped.env_remove(k),
+        };
+    }
+    let started = Instant::now();
+    let output = wrapped
+        .output()
+        .unwrap_or_else(|e| die(format!("{what}: cannot run (is GNU time installed?): {e}")));
+    let wall = started.elapsed().as_secs_f64();
+    if !output.status.success() {
+        die(format!(
+            "{what} failed: {}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        ));
+    }
+    let text = std::fs::read_to_string(&out_file).unwrap_or_default();
+    let last = text.lines().last().unwrap_or("");
+    let mut parts = last.split_whitespace();
+    let _reported: f64 = parts.next().and_then(|s| s.parse().ok()).unwrap_or(wall);
+    let rss_kib = parts.next().and_then(|s| s.parse().ok()).unwrap_or(0);
+    Measure {
+        secs: wall,
+        rss_kib,
+    }
+}
+
+fn dir_size(p: &Path) -> u64 {
+    let mut total = 0;
+    if let Ok(rd) = std::fs::read_dir(p) {
+        for e in rd.flatten() {
+            match e.file_type() {
+                Ok(t) if t.is_dir() => total += dir_size(&e.path()),
+                Ok(t) if t.is_file() => total += e.metadata().map(|m| m.len()).unwrap_or(0),
+                _ => {}
+            }
+        }
+    }
+    total
+}
+
+fn on_path(tool: &str) -> bool {
+    Command::new(tool)
+        .arg("version")
+        .output()
+        .map(|o| o.status.success())
+        .unwrap_or(false)
+        || Command::new(tool)
+            .arg("--version")
+            .output()
+            .map(|o| o.status.success())
+            .unwrap_or(false)
+}
+
+fn fresh(dir: &Path) {
+    if dir.exists() {
+        std::fs::remove_dir_all(dir).unwrap_or_else(|e| die(format!("{}: {e}", dir.display())));
+    }
+}
+
+struct Ctx {
+    work: PathBuf,
+    data: PathBuf,
+    scale: f64,
+    backupctl: PathBuf,
+}
+
+fn run_tool(ctx: &Ctx, tool: &str) -> Row {
+    let repo = ctx.work.join(format!("repo-{tool}"));
+    let state = ctx.work.join(format!("state-{tool}"));
+    let target = ctx.work.join(format!("restore-{tool}"));
+    fresh(&repo);
+    fresh(&state);
+    fresh(&target);
+    let data = ctx.data.display().to_string();
+    let r = repo.display().to_string();
+    let mut row = Row {
+        tool: tool.to_owned(),
+        ..Default::default()
+    };
+    let ours = |args: &[&str]| {
+        let mut c = Command::new(&ctx.backupctl);
+        c.arg("--home").arg(&state).args(args);
+        c
+    };
+    let restic = |args: &[&str]| {
+        let mut c = Command::new("restic");
+        c.env("RESTIC_PASSWORD", "bench")
+            .arg("-r")
+            .arg(&r)
+            .arg("-q")
+            .args(args);
+        c
+    };
+    let rustic = |args: &[&str]| {
+        let mut c = Command::new("rustic");
+        c.env("RUSTIC_PASSWORD", "bench")
+            .arg("-r")
+            .arg(&r)
+            .args(args);
+        c
+    };
+    let borg = |args: &[&str]| {
+        let mut c = Command::new("borg");
+        c.env("BORG_PASSPHRASE", "bench")
+            .env("BORG_RELOCATED_REPO_ACCESS_IS_OK", "yes")
+            .args(args);
+        c
+    };
+    let parent = ctx.data.parent().unwrap_or(Path::new("/")).to_path_buf();
+    let name = ctx
+        .data
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+
+    // Set-up (not timed).
+    let setup: Vec<Command> = match tool {
+        "ours" => vec![
+            ours(&["init"]),
+            ours(&["destination", "add", "bench", &format!("file://{r}")]),
+            ours(&["account", "add", "bench", "--encryption", "server"]),
+        ],
+        "restic" => vec![restic(&["init"])],
+        "rustic" => vec![rustic(&["init"])],
+        "borg" => vec![borg(&["init", "-e", "repokey", &r])],
+        _ => die(format!("unknown tool {tool}")),
+    };
+    for mut c in setup {
+        let out = c
+            .output()
+            .unwrap_or_else(|e| die(format!("{tool} set-up: {e}")));
+        if !out.status.success() {
+            die(format!(
+                "{tool} set-up failed: {}",
+                String::from_utf8_lossy(&out.stderr)
+            ));
+        }
+    }
+    let mut n = 0;
+    let mut backup = |label: &str| {
+        n += 1;
+        let mut c = match tool {
+            "ours" => ours(&[
+                "backup",
+                "bench",
+                "--source",
+                &data,
+                "--destination",
+                "bench",
+                "--json",
+            ]),
+            "restic" => restic(&["backup", &data]),
+            "rustic" => rustic(&["backup", &data]),
+            _ => {
+                let mut c = borg(&["create", &format!("{r}::s{n}"), &name]);
+                c.current_dir(&parent);
+                c
+            }
+        };
+        timed(&mut c, &format!("{tool} {label}"))
+    };
+    row.initial = backup("initial backup");
+    row.noop = backup("no-op backup");
+    change_one_percent(&ctx.data, ctx.scale).unwrap_or_else(|e| die(e));
+    row.one_percent = backup("1% backup");
+    // Undo nothing: the restore below restores the latest snapshot, which is the changed data.
+    std::fs::create_dir_all(&target).unwrap_or_else(|e| die(e));
+    let t = target.display().to_string();
+    let mut c = match tool {
+        "ours" => {
+            let out = ours(&["snapshots", "bench", "--json"])
+                .output()
+                .unwrap_or_else(|e| die(e));
+            let snaps: Vec<serde_json::Value> =
+                serde_json::from_slice(&out.stdout).unwrap_or_else(|e| die(e));
+            let id = snaps
+                .last()
+                .and_then(|s| s["id"].as_str())
+                .unwrap_or_else(|| die("no snapshot"))
+                .to_owned();
+            ours(&["restore", "bench", "--target", &t, "--snapshot", &id])
+        }
+        "restic" => restic(&["restore", "latest", "--target", &t]),
+        "rustic" => rustic(&["restore", "latest", &t]),
+        _ => {
+            let mut c = borg(&["extract", &format!("{r}::s3")]);
+            c.current_dir(&target);
+            c
+        }
+    };
+    row.restore = timed(&mut c, &format!("{tool} restore"));
+    row.repo_bytes = dir_size(&repo);
+    if tool == "ours" {
+        // Prove the restore: every file equal to the source.
+        let restored = target.join("home");
+        let diff = backup_examples_compare(&ctx.data, &restored);
+        if let Some(d) = diff {
+            die(format!("our restore differs from the source: {d}"));
+        }
+    }
+    fresh(&target);
+    row
+}
+
+/// Compares two trees file by file (contents only).
+fn backup_examples_compare(a: &Path, b: &Path) -> Option<String> {
+    fn walk(root: &Path, rel: &str, out: &mut Vec<(String, PathBuf)>) {
+        if let Ok(rd) = std::fs::read_dir(root.join(rel)) {
+            for e in rd.flatten() {
+                let name = e.file_name().to_string_lossy().into_owned();
+                let child = if rel.is_empty() {
+                    name
+                } else {
+                    format!("{rel}/{name}")
+                };
+                match e.file_type() {
+                    Ok(t) if t.is_dir() => walk(root, &child, out),
+                    Ok(t) if t.is_file() => out.push((child, e.path())),
+                    _ => {}
+                }
+            }
+        }
+    }
+    let (mut x, mut y) = (Vec::new(), Vec::new());
+    walk(a, "", &mut x);
+    walk(b, "", &mut y);
+    x.sort();
+    y.sort();
+    if x.len() != y.len() {
+        return Some(format!("{} files vs {} files", x.len(), y.len()));
+    }
+    for ((ra, pa), (rb, pb)) in x.iter().zip(&y) {
+        if ra != rb {
+            return Some(format!("{ra} vs {rb}"));
+        }
+        if std::fs::read(pa).ok() != std::fs::read(pb).ok() {
+            return Some(format!("{ra}: contents differ"));
+        }
+    }
+    None
+}
+
+fn main() {
+    let mut scale = 1.0f64;
+    let mut work = PathBuf::from("/tmp/backup-bench");
+    let mut tools = vec!["ours", "restic", "borg", "rustic"]
+        .into_iter()
+        .map(String::from)
+        .collect::<Vec<_>>();
+    let mut backupctl = PathBuf::from("target/release/examples/backupctl");
+    let mut args = std::env::args().skip(1);
+    while let Some(a) = args.next() {
+        let mut value = || {
+            args.next()
+                .unwrap_or_else(|| die(format!("{a} needs a value")))
+        };
+        match a.as_str() {
+            "--scale" => scale = value().parse().unwrap_or_else(|e| die(e)),
+            "--dir" => work = PathBuf::from(value()),
+            "--tools" => tools = value().split(',').map(String::from).collect(),
+            "--backupctl" => backupctl = PathBuf::from(value()),
+            "--help" | "-h" => {
+                println!(
+                    "e2e [--scale F] [--dir DIR] [--tools ours,restic,borg,rustic] [--backupctl PATH]"
+                );
+                return;
+            }
+            other => die(format!("unknown argument {other}")),
+        }
+    }
+    if !backupctl.exists() {
+        die(format!(
+            "{} not found: run `cargo build --release --example backupctl` first",
+            backupctl.display()
+        ));
+    }
+    let backupctl = backupctl.canonicalize().unwrap_or(backupctl);
+    let available: Vec<String> = tools
+        .into_iter()
+        .filter(|t| {
+            let ok = t == "ours" || on_path(t);
+            if !ok {
+                eprintln!("{t} is not on PATH: skipped");
+            }
+            ok
+        })
+        .collect();
+    std::fs::create_dir_all(&work).unwrap_or_else(|e| die(e));
+    let mut rows = Vec::new();
+    for tool in &available {
+        // Each tool gets the same freshly generated dataset (the 1 % change mutates it).
+        let data = work.join("data");
+        fresh(&data);
+        let started = Instant::now();
+        let stats = generate(&data, scale).unwrap_or_else(|e| die(e));
+        eprintln!(
+            "dataset: {} files, {:.0} MiB (generated in {:.1} s); running {tool}",
+            stats.files,
+            stats.bytes as f64 / 1048576.0,
+            started.elapsed().as_secs_f64()
+        );
+        let ctx = Ctx {
+            work: work.clone(),
+            data: data.clone(),
+            scale,
+            backupctl: backupctl.clone(),
+        };
+        let row = run_tool(&ctx, tool);
+        eprintln!("{tool}: done");
+        rows.push(row);
+    }
+    print_table(&rows);
+}
+
+fn print_table(rows: &[Row]) {
+    let mib = |k: u64| k as f64 / 1024.0;
+    println!(
+        "| tool | initial backup (s) | no-op backup (s) | 1 % changed (s) | full restore (s) | peak RSS backup / restore (MiB) | repository (MB) |"
+    );
+    println!("|---|---|---|---|---|---|---|");
+    for r in rows {
+        let peak_backup = r
+            .initial
+            .rss_kib
+            .max(r.noop.rss_kib)
+            .max(r.one_percent.rss_kib);
+        println!(
+            "| {} | {:.2} | {:.2} | {:.2} | {:.2} | {:.0} / {:.0} | {:.0} |",
+            r.tool,
+            r.initial.secs,
+            r.noop.secs,
+            r.one_percent.secs,
+            r.restore.secs,
+            mib(peak_backup),
+            mib(r.restore.rss_kib),
+            r.repo_bytes as f64 / 1e6
+        );
+    }
+    let Some(ours) = rows.iter().find(|r| r.tool == "ours") else {
+        return;
+    };
+    println!();
+    println!(
+        "| ours vs | initial (x faster) | no-op (x faster) | 1 % (x faster) | restore (x faster) | peak RSS (ours/peer) | repository (ours/peer) |"
+    );
+    println!("|---|---|---|---|---|---|---|");
+    for r in rows.iter().filter(|r| r.tool != "ours") {
+        let peak = |x: &Row| {
+            x.initial
+                .rss_kib
+                .max(x.noop.rss_kib)
+                .max(x.one_percent.rss_kib)
+                .max(x.restore.rss_kib)
+        };
+        println!(
+            "| {} | {:.1} | {:.1} | {:.1} | {:.1} | {:.2} | {:.2} |",
+            r.tool,
+            r.initial.secs / ours.initial.secs,
+            r.noop.secs / ours.noop.secs,
+            r.one_percent.secs / ours.one_percent.secs,
+            r.restore.secs / ours.restore.secs,
+            peak(ours) as f64 / peak(r).max(1) as f64,
+            ours.repo_bytes as f64 / r.repo_bytes.max(1) as f64
+        );
+    }
+}

@@ -1,0 +1,160 @@
+//! A deterministic dataset shaped like a hosting server's accounts: many small compressible
+//! text files, a few large incompressible files, exact duplicates, a copy shifted by a few
+//! bytes, a large log file.
+
+use std::path::Path;
+
+/// What was generated.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct DatasetStats {
+    /// Regular files.
+    pub files: u64,
+    /// Bytes.
+    pub bytes: u64,
+}
+
+struct Gen(u64);
+
+impl Gen {
+    fn next(&mut self) -> u64 {
+        let mut x = self.0;
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        self.0 = x;
+        x
+    }
+
+    fn random(&mut self, n: usize) -> Vec<u8> {
+        let mut out = Vec::with_capacity(n + 8);
+        while out.len() < n {
+            out.extend_from_slice(&self.next().to_le_bytes());
+        }
+        out.truncate(n);
+        out
+    }
+
+    fn text(&mut self, n: usize) -> Vec<u8> {
+        const WORDS: [&str; 32] = [
+            "the",
+            "of",
+            "and",
+            "account",
+            "backup",
+            "server",
+            "hosting",
+            "panel",
+            "restore",
+            "snapshot",
+            "mail",
+            "domain",
+            "database",
+            "index",
+            "page",
+            "user",
+            "cache",
+            "theme",
+            "plugin",
+            "order",
+            "customer",
+            "invoice",
+            "product",
+            "price",
+            "<div>",
+            "</div>",
+            "class=\"row\"",
+            "function",
+            "return",
+            "$value",
+            "2026-11-22",
+            "GET /index.php",
+        ];
+        let mut out = Vec::with_capacity(n + 32);
+        while out.len() < n {
+            let r = self.next();
+            out.extend_from_slice(WORDS[(r % 32) as usize].as_bytes());
+            out.push(if r % 11 == 0 { b'\n' } else { b' ' });
+            if r % 97 == 0 {
+                out.extend_from_slice(format!("{}", r % 100_000).as_bytes());
+            }
+        }
+        out.truncate(n);
+        out
+    }
+}
+
+fn write(root: &Path, rel: &str, data: &[u8], stats: &mut DatasetStats) -> std::io::Result<()> {
+    let p = root.join(rel);
+    if let Some(parent) = p.parent() {
+        std::fs::create_dir_all(parent)?;
+    }
+    std::fs::write(p, data)?;
+    stats.files += 1;
+    stats.bytes += data.len() as u64;
+    Ok(())
+}
+
+/// Writes the dataset under `root`; `scale` 1.0 is about 1 GiB in about 22,000 files.
+pub fn generate(root: &Path, scale: f64) -> std::io::Result<DatasetStats> {
+    let mut s = DatasetStats::default();
+    let mut g = Gen(0x0123_4567_89ab_cdef);
+    let small = (20_000.0 * scale) as usize;
+    for i in 0..small {
+        let n = 1024 + (g.next() % (49 * 1024)) as usize;
+        let data = g.text(n);
+        write(
+            root,
+            &format!("site{}/dir{}/page{i}.html", i % 20, (i / 20) % 50),
+            &data,
+            &mut s,
+        )?;
+    }
+    let big = [
+        (10usize << 20),
+        (100 << 20),
+        (75 << 20),
+        (50 << 20),
+        (25 << 20),
+    ];
+    let mut kept_75 = Vec::new();
+    let mut kept_50 = Vec::new();
+    for (i, size) in big.iter().enumerate() {
+        let n = (*size as f64 * scale) as usize;
+        let data = g.random(n);
+        write(root, &format!("media/video{i}.bin"), &data, &mut s)?;
+        if *size == 75 << 20 {
+            kept_75 = data;
+        } else if *size == 50 << 20 {
+            kept_50 = data;
+        }
+    }
+    // An exact duplicate and a copy shifted by 4,099 bytes.
+    write(root, "media/copy-of-video2.bin", &kept_75, &mut s)?;
+    let mut shifted = g.random(4099);
+    shifted.extend_from_slice(&kept_50);
+    write(root, "media/shifted-video3.bin", &shifted, &mut s)?;
+    let log = g.text((60.0 * scale) as usize * (1 << 20));
+    write(root, "logs/access.log", &log, &mut s)?;
+    // Copies of 2,000 text files under another site.
+    let copies = (2_000.0 * scale) as usize;
+    for i in 0..copies {
+        let src = root.join(format!("site{}/dir{}/page{i}.html", i % 20, (i / 20) % 50));
+        let data = std::fs::read(src)?;
+        write(root, &format!("staging/page{i}.html"), &data, &mut s)?;
+    }
+    Ok(s)
+}
+
+/// Changes 1 % of the small files (appends a line) and returns how many.
+pub fn change_one_percent(root: &Path, scale: f64) -> std::io::Result<u64> {
+    let small = (20_000.0 * scale) as usize;
+    let mut changed = 0;
+    for i in (0..small).step_by(100) {
+        let p = root.join(format!("site{}/dir{}/page{i}.html", i % 20, (i / 20) % 50));
+        let mut data = std::fs::read(&p)?;
+        data.extend_from_slice(format!("\n<!-- changed {i} -->\n").as_bytes());
+        std::fs::write(&p, data)?;
+        changed += 1;
+    }
+    Ok(changed)
+}
