@@ -98,17 +98,15 @@ fn plan_dir(
         components.push(entry.name);
         let rel = rel_path(components);
         match entry.node {
-            Node::Dir { tree, .. } => {
-                if paths.may_select_below(&rel) {
-                    if paths.selects(&rel) {
-                        plan.entries.push(Planned::Dir {
-                            path: components.clone(),
-                            mode: entry.mode,
-                            mtime_ns: entry.mtime_ns,
-                        });
-                    }
-                    plan_dir(reader, &tree, paths, replace, components, plan)?;
+            Node::Dir { tree, .. } if paths.may_select_below(&rel) => {
+                if paths.selects(&rel) {
+                    plan.entries.push(Planned::Dir {
+                        path: components.clone(),
+                        mode: entry.mode,
+                        mtime_ns: entry.mtime_ns,
+                    });
                 }
+                plan_dir(reader, &tree, paths, replace, components, plan)?;
             }
             Node::File { size, chunks } if paths.selects(&rel) => {
                 plan.entries.push(Planned::File {
