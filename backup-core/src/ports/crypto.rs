@@ -26,15 +26,18 @@ pub enum MacDomain {
     Index,
     /// Key-less path hashes (stat cache keys).
     Path,
+    /// Account records (the settings a disaster recovery restores).
+    Account,
 }
 
 impl MacDomain {
-    const ALL: [MacDomain; 5] = [
+    const ALL: [MacDomain; 6] = [
         MacDomain::Pack,
         MacDomain::Trailer,
         MacDomain::Snapshot,
         MacDomain::Index,
         MacDomain::Path,
+        MacDomain::Account,
     ];
 
     fn context(self) -> &'static str {
@@ -44,6 +47,7 @@ impl MacDomain {
             MacDomain::Snapshot => "backup-engine 2026 repository v1 snapshot mac",
             MacDomain::Index => "backup-engine 2026 repository v1 index mac",
             MacDomain::Path => "backup-engine 2026 repository v1 path hash",
+            MacDomain::Account => "backup-engine 2026 repository v1 account record mac",
         }
     }
 
@@ -58,14 +62,14 @@ impl MacDomain {
 #[derive(Zeroize, ZeroizeOnDrop)]
 pub struct ServerKeys {
     dedup: [u8; 32],
-    macs: [[u8; 32]; 5],
+    macs: [[u8; 32]; 6],
     chunker_seed: u64,
 }
 
 impl ServerKeys {
     /// Builds the keys from the dedup key, the header MAC key and the chunker seed.
     pub fn new(dedup_key: [u8; 32], mac_key: [u8; 32], chunker_seed: u64) -> Self {
-        let mut macs = [[0u8; 32]; 5];
+        let mut macs = [[0u8; 32]; 6];
         for d in MacDomain::ALL {
             macs[d.slot()] = blake3::derive_key(d.context(), &mac_key);
         }

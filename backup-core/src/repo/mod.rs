@@ -3,6 +3,7 @@
 //!
 //! ```text
 //! config                                         chunker parameters, pack size (no secrets)
+//! accounts/<account-uuid>/account               account record (settings, for disaster recovery)
 //! accounts/<account-uuid>/keys/<key-id>          key envelope (opaque, from the key adapter)
 //! accounts/<account-uuid>/snapshots/<uuid>       snapshot objects
 //! accounts/<account-uuid>/packs/<hh>/<pack-id>   data and tree packs
@@ -10,6 +11,7 @@
 //! ```
 //! `docs/format.md` describes every object byte by byte.
 
+mod account_record;
 mod config;
 mod format;
 mod index;
@@ -27,6 +29,7 @@ use object_store::{
     GetOptions, GetRange, ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload,
 };
 
+pub use account_record::{ACCOUNT_MAGIC, decode_account, encode_account};
 pub use config::{ChunkerParams, RepoConfig};
 pub use format::{
     CONFIG_MAGIC, FORMAT_VERSION, INDEX_MAGIC, PACK_MAGIC, SNAPSHOT_MAGIC, TRAILER_MAGIC,
@@ -185,6 +188,36 @@ impl Repository {
             }
             Err(e) => Err(e.into()),
         }
+    }
+
+    /// Deletes a key envelope object (crypto-shredding that copy).
+    pub async fn delete_key_envelope(&self, account: AccountId, key_id: &str) -> Result<()> {
+        let path = layout::keys(&self.root, account).join(key_id);
+        match self.store.delete(&path).await {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Deletes every object under the account's prefix, key envelopes first (so nothing the
+    /// destination holds can open the rest while it is being deleted). Returns how many
+    /// objects were deleted; running it again after an interruption finishes the job.
+    pub async fn delete_account_data(&self, account: AccountId) -> Result<u64> {
+        let mut deleted = 0;
+        for prefix in [
+            layout::keys(&self.root, account),
+            layout::account(&self.root, account),
+        ] {
+            let metas: Vec<_> = self.store.list(Some(&prefix)).try_collect().await?;
+            for m in metas {
+                match self.store.delete(&m.location).await {
+                    Ok(()) => deleted += 1,
+                    Err(object_store::Error::NotFound { .. }) => {}
+                    Err(e) => return Err(e.into()),
+                }
+            }
+        }
+        Ok(deleted)
     }
 
     /// Every key envelope of an account, as `(key id, bytes)`.
@@ -361,6 +394,35 @@ impl AccountRepo {
             locator.add_pack(id, trailer);
         }
         Ok(locator)
+    }
+
+    /// Stores the account record (`accounts/<uuid>/account`), replacing the previous one.
+    pub async fn put_account_record(&self, account: &crate::model::Account) -> Result<()> {
+        if account.id != self.account {
+            return Err(Error::refused("the account record names another account"));
+        }
+        let bytes = encode_account(self.sealer.server_keys(), account)?;
+        let path = layout::account(self.root(), self.account).join("account");
+        self.store().put(&path, PutPayload::from(bytes)).await?;
+        Ok(())
+    }
+
+    /// Loads and authenticates the account record, if there is one.
+    pub async fn get_account_record(&self) -> Result<Option<crate::model::Account>> {
+        let path = layout::account(self.root(), self.account).join("account");
+        let bytes = match self.store().get(&path).await {
+            Ok(r) => r.bytes().await?,
+            Err(object_store::Error::NotFound { .. }) => return Ok(None),
+            Err(e) => return Err(e.into()),
+        };
+        let account = decode_account(self.sealer.server_keys(), &bytes)?;
+        if account.id != self.account {
+            return Err(Error::integrity(
+                "account record",
+                "names another account",
+            ));
+        }
+        Ok(Some(account))
     }
 
     /// Stores a snapshot object (write-once).
