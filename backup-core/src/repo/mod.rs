@@ -417,10 +417,7 @@ impl AccountRepo {
         };
         let account = decode_account(self.sealer.server_keys(), &bytes)?;
         if account.id != self.account {
-            return Err(Error::integrity(
-                "account record",
-                "names another account",
-            ));
+            return Err(Error::integrity("account record", "names another account"));
         }
         Ok(Some(account))
     }
