@@ -3,6 +3,7 @@
 //!
 //! ```text
 //! backupctl [--home DIR]     state dir (catalog + master key); default $BACKUPCTL_HOME, else ./.backupctl
+//!           [--catalog URL]  catalog: sqlite://PATH or postgres://...; default $BACKUPCTL_CATALOG, else DIR/catalog.db
 //!   init
 //!   destination add NAME URL
 //!   account add USERNAME [--email E] [--encryption none|server|remote] [--exclude GLOB]... [--key-out FILE]
@@ -10,7 +11,10 @@
 //!   backup USERNAME --source DIR --destination NAME [--json]
 //!   snapshots USERNAME [--json]
 //!   restore USERNAME --target DIR (--snapshot ID | --item KIND=SNAPSHOT_ID ...) [--path GLOB]... [--key-file FILE] [--dry-run]
-//!   verify USERNAME [--read-data]
+//!   verify USERNAME [--read-data [--sample PERCENT]] [--key-file FILE]
+//!   account reset-key USERNAME [--key-out FILE] [--yes]
+//!   master-key export | import FILE | rotate
+//!   catalog rebuild --destination NAME [--url URL]
 //! ```
 //! Errors print one line on stderr and exit non-zero.
 
@@ -40,6 +44,16 @@ struct Cli {
         default_value = ".backupctl"
     )]
     home: PathBuf,
+    /// Catalog URL (sqlite://PATH, sqlite::memory:, postgres://USER@HOST/DB); default the
+    /// SQLite file catalog.db in the state directory.
+    #[arg(
+        long,
+        global = true,
+        env = "BACKUPCTL_CATALOG",
+        hide_env_values = true,
+        value_name = "URL"
+    )]
+    catalog: Option<String>,
     #[command(subcommand)]
     command: Command,
 }
@@ -66,6 +80,12 @@ enum Command {
     },
     /// Restore items of an account.
     Restore(RestoreArgs),
+    /// Export, import or rotate the server master key.
+    #[command(subcommand)]
+    MasterKey(MasterKeyCmd),
+    /// Catalog maintenance.
+    #[command(subcommand)]
+    Catalog(CatalogCmd),
     /// Verify an account's snapshots.
     Verify {
         /// Account username or id.
@@ -73,6 +93,9 @@ enum Command {
         /// Read every pack back (and authenticate every blob when the key is at hand).
         #[arg(long)]
         read_data: bool,
+        /// With --read-data, read only about this percentage of the packs (1-100).
+        #[arg(long, value_parser = clap::value_parser!(u8).range(1..=100), requires = "read_data")]
+        sample: Option<u8>,
         /// The owner's key file, for owner-held-key accounts.
         #[arg(long)]
         key_file: Option<PathBuf>,
@@ -97,6 +120,32 @@ enum DestinationCmd {
 }
 
 #[derive(Subcommand, Debug)]
+enum MasterKeyCmd {
+    /// Print the master key (checksummed text) for safekeeping off this server.
+    Export,
+    /// Install a master key from a file holding its exported text (new server, empty state).
+    Import {
+        /// File with the exported text.
+        file: PathBuf,
+    },
+    /// Re-wrap every account's keys under a new master key (resumes if interrupted).
+    Rotate,
+}
+
+#[derive(Subcommand, Debug)]
+enum CatalogCmd {
+    /// Rebuild the catalog from a destination alone (disaster recovery).
+    Rebuild {
+        /// Destination name (added to the catalog with --url if it is not there).
+        #[arg(long)]
+        destination: String,
+        /// Destination URL, when the catalog does not know the destination.
+        #[arg(long)]
+        url: Option<String>,
+    },
+}
+
+#[derive(Subcommand, Debug)]
 enum AccountCmd {
     /// Create an account with fresh keys.
     Add {
@@ -114,6 +163,18 @@ enum AccountCmd {
         /// Write the owner's key to this file (mode 0600) instead of printing it.
         #[arg(long)]
         key_out: Option<PathBuf>,
+    },
+    /// Reset an encrypted account's key: ALL its existing encrypted backups become
+    /// unreadable and are deleted; new keys are made.
+    ResetKey {
+        /// Account username or id.
+        username: String,
+        /// Write the new owner key to this file (owner-held-key accounts).
+        #[arg(long)]
+        key_out: Option<PathBuf>,
+        /// Confirm: without it nothing is done.
+        #[arg(long)]
+        yes: bool,
     },
     /// List accounts.
     List {
@@ -236,8 +297,9 @@ fn write_key_file(path: &Path, key: &OwnerKey) -> Result<()> {
 
 async fn run(cli: Cli) -> Result<ExitCode> {
     let home = cli.home;
+    let catalog = cli.catalog.as_deref().filter(|url| !url.is_empty());
     if let Command::Init = cli.command {
-        let (service, created) = Service::init(&home).await?;
+        let (service, created) = Service::init_with_catalog(&home, catalog).await?;
         if created {
             println!("initialised {}", service.home().display());
             println!(
@@ -249,7 +311,16 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         }
         return Ok(ExitCode::SUCCESS);
     }
-    let service = Service::open(&home).await?;
+    if let Command::MasterKey(MasterKeyCmd::Import { file }) = &cli.command {
+        let text = std::fs::read_to_string(file).map_err(|e| Error::io(file, e))?;
+        Service::import_master_key(&home, &text)?;
+        println!(
+            "master key installed in {}",
+            home.join("master.key").display()
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
+    let mut service = Service::open_with_catalog(&home, catalog).await?;
     match cli.command {
         Command::Init => {}
         Command::Destination(DestinationCmd::Add { name, url }) => {
@@ -310,6 +381,80 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                         println!("{}", key.expose());
                     }
                 }
+            }
+        }
+        Command::Account(AccountCmd::ResetKey {
+            username,
+            key_out,
+            yes,
+        }) => {
+            let account = service.account(&username).await?;
+            if !yes {
+                return Err(Error::refused(format!(
+                    "resetting the key of {} makes ALL its existing encrypted backups unreadable \
+                     and deletes them: run again with --yes to proceed",
+                    account.username
+                )));
+            }
+            if let Some(path) = &key_out
+                && path.exists()
+            {
+                return Err(Error::AlreadyExists {
+                    what: format!("key file {}", path.display()),
+                });
+            }
+            let owner_key = service
+                .reset_key(&account, &backup_core::ports::NullNotifier)
+                .await?;
+            println!(
+                "key of {} reset: old encrypted backups deleted, new keys made",
+                account.username
+            );
+            if let Some(key) = owner_key {
+                match key_out {
+                    Some(path) => {
+                        write_key_file(&path, &key)?;
+                        println!(
+                            "new owner key written to {} (it is not kept here)",
+                            path.display()
+                        );
+                    }
+                    None => {
+                        println!("new owner key (shown once, not kept here):");
+                        println!("{}", key.expose());
+                    }
+                }
+            }
+        }
+        Command::MasterKey(MasterKeyCmd::Export) => {
+            println!("{}", service.export_master_key());
+        }
+        Command::MasterKey(MasterKeyCmd::Import { .. }) => {}
+        Command::MasterKey(MasterKeyCmd::Rotate) => {
+            let n = service.rotate_master_key().await?;
+            println!("master key rotated: {n} accounts re-wrapped");
+        }
+        Command::Catalog(CatalogCmd::Rebuild { destination, url }) => {
+            let dest = match service.catalog().find_destination(&destination).await? {
+                Some(d) => d,
+                None => {
+                    let url = url.ok_or_else(|| {
+                        Error::not_found(format!(
+                            "destination {destination:?} in the catalog (give --url)"
+                        ))
+                    })?;
+                    backup_core::model::Destination::new(&destination, &url)?
+                }
+            };
+            let report = service.rebuild_catalog(&dest).await?;
+            println!(
+                "rebuilt from {}: {} accounts, {} snapshots",
+                dest.name, report.accounts, report.snapshots
+            );
+            for id in &report.skipped {
+                println!(
+                    "  skipped account {id}: no key envelope the master key opens, or no account record"
+                );
             }
         }
         Command::Account(AccountCmd::List { json }) => {
@@ -410,12 +555,13 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Verify {
             username,
             read_data,
+            sample,
             key_file,
         } => {
             let account = service.account(&username).await?;
             let owner_key = read_key_file(key_file.as_deref())?;
             let reports = service
-                .verify(&account, read_data, owner_key.as_ref())
+                .verify(&account, read_data, sample, owner_key.as_ref())
                 .await?;
             let mut ok = true;
             for (dest, r) in &reports {

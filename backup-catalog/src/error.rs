@@ -6,8 +6,9 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 /// Everything that can go wrong in a catalog backend.
 ///
 /// The [`Catalog`](backup_core::ports::Catalog) methods return [`backup_core::Error`]:
-/// [`Error::AlreadyExists`] becomes [`backup_core::Error::AlreadyExists`], every other variant
-/// becomes [`backup_core::Error::Catalog`] with this error as its source.
+/// [`Error::AlreadyExists`] becomes [`backup_core::Error::AlreadyExists`],
+/// [`Error::InvalidUrl`] becomes [`backup_core::Error::Invalid`] (field `catalog url`), every
+/// other variant becomes [`backup_core::Error::Catalog`] with this error as its source.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
@@ -55,10 +56,23 @@ pub enum Error {
         #[source]
         source: serde_json::Error,
     },
+    /// A stored column holds a value this version never writes (edited by hand, or written
+    /// by a newer version).
+    #[error("stored {table}.{column} value {value:?} is invalid: {reason}")]
+    BadColumn {
+        /// The table.
+        table: &'static str,
+        /// The column.
+        column: &'static str,
+        /// The row's key, as stored.
+        value: String,
+        /// What is wrong with it.
+        reason: String,
+    },
     /// A connection URL this crate does not accept.
     #[error("invalid catalog url {url:?}: {reason}")]
     InvalidUrl {
-        /// The URL as given.
+        /// The URL as given, with any password replaced by `***`.
         url: String,
         /// Why it was refused.
         reason: String,
@@ -81,6 +95,9 @@ impl From<Error> for backup_core::Error {
     fn from(err: Error) -> Self {
         match err {
             Error::AlreadyExists { what } => backup_core::Error::AlreadyExists { what },
+            Error::InvalidUrl { url, reason } => {
+                backup_core::Error::invalid("catalog url", format!("{url:?}: {reason}"))
+            }
             other => backup_core::Error::catalog(other),
         }
     }
@@ -99,9 +116,74 @@ pub(crate) fn clash_as(err: sqlx::Error, what: impl FnOnce() -> String) -> Error
     }
 }
 
+/// The URL with its password (`user:password@` or a `password=` parameter) replaced by
+/// `***`, for error messages.
+pub(crate) fn redacted(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let (authority, tail) = rest.split_at(authority_end);
+    let authority = match authority.rsplit_once('@') {
+        Some((userinfo, host)) => match userinfo.split_once(':') {
+            Some((user, _password)) => format!("{user}:***@{host}"),
+            None => authority.to_owned(),
+        },
+        None => authority.to_owned(),
+    };
+    let tail = match tail.split_once('?') {
+        Some((path, query)) => {
+            let params: Vec<&str> = query
+                .split('&')
+                .map(|p| {
+                    if p.starts_with("password=") {
+                        "password=***"
+                    } else {
+                        p
+                    }
+                })
+                .collect();
+            format!("{path}?{}", params.join("&"))
+        }
+        None => tail.to_owned(),
+    };
+    format!("{scheme}://{authority}{tail}")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn passwords_are_redacted() {
+        for (url, shown) in [
+            ("postgres://u:pw@h:5/db?x=1", "postgres://u:***@h:5/db?x=1"),
+            ("postgres://u:p@ss@h/db", "postgres://u:***@h/db"),
+            ("postgres://u@h/db", "postgres://u@h/db"),
+            (
+                "postgres://h/db?a=1&password=x&b",
+                "postgres://h/db?a=1&password=***&b",
+            ),
+            ("sqlite::memory:", "sqlite::memory:"),
+            ("sqlite:///a:b@c", "sqlite:///a:b@c"),
+        ] {
+            assert_eq!(redacted(url), shown, "{url}");
+        }
+    }
+
+    #[test]
+    fn invalid_urls_are_invalid_input() {
+        let core: backup_core::Error = Error::InvalidUrl {
+            url: "mysql://h/db".into(),
+            reason: "unsupported".into(),
+        }
+        .into();
+        assert_eq!(core.kind(), backup_core::ErrorKind::InvalidInput);
+        assert_eq!(
+            core.to_string(),
+            "invalid catalog url: \"mysql://h/db\": unsupported"
+        );
+    }
 
     #[test]
     fn already_exists_keeps_its_kind() {

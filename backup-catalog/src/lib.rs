@@ -18,16 +18,32 @@
 //! # }).unwrap();
 //! ```
 //!
+//! - [`open`]: the backend a URL names (`sqlite://PATH`, `sqlite::memory:`,
+//!   `postgres://…`), as an `Arc<dyn Catalog>`;
 //! - [`SqliteCatalog`]: the catalog in one SQLite file (WAL, migrations embedded) or in
 //!   memory;
+//! - [`PgCatalog`]: the catalog in PostgreSQL (pooled, migrations embedded);
+//! - [`AccountUsage`]: per-account snapshot totals, from either backend's
+//!   `usage_per_account` (beside `orphan_snapshots` and the bulk `put_snapshots`);
 //! - [`conformance`]: the checks every `Catalog` implementation must pass, for this crate's
 //!   tests and for other backends';
 //! - [`Error`]: this crate's error, converted into [`backup_core::Error`] at the trait
 //!   boundary.
+//!
+//! Both backends share one table layout (see `migrations/sqlite/` and `migrations/postgres/`,
+//! versioned in step) and one set of statements; each migrates its schema forward when
+//! opened.
 
 pub mod conformance;
 mod error;
+mod parse;
+mod postgres;
+mod sql;
 mod sqlite;
+mod usage;
 
 pub use error::{Error, Result};
+pub use parse::open;
+pub use postgres::{PG_MAX_CONNECTIONS, PgCatalog};
 pub use sqlite::{BUSY_TIMEOUT, SqliteCatalog};
+pub use usage::AccountUsage;

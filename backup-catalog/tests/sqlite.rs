@@ -1,4 +1,7 @@
-//! SqliteCatalog beyond the conventions: files, migrations, concurrency, settings, errors.
+//! SqliteCatalog beyond the conventions: files, migrations, concurrency, settings, errors,
+//! usage and orphans, and `open` by URL.
+
+mod common;
 
 use std::sync::Arc;
 
@@ -81,15 +84,15 @@ async fn migrations_are_idempotent() {
     first.put_account(&account).await.unwrap();
     // A second catalog on the same file while the first is open, then a third after both.
     let second = SqliteCatalog::open(&path).await.unwrap();
-    assert_eq!(migrations_applied(&first).await, 1);
-    assert_eq!(migrations_applied(&second).await, 1);
+    assert_eq!(migrations_applied(&first).await, 2);
+    assert_eq!(migrations_applied(&second).await, 2);
     assert_eq!(second.list_accounts().await.unwrap(), vec![account.clone()]);
     first.close().await;
     second.close().await;
     let third = SqliteCatalog::connect(&format!("sqlite://{}", path.display()))
         .await
         .unwrap();
-    assert_eq!(migrations_applied(&third).await, 1);
+    assert_eq!(migrations_applied(&third).await, 2);
     assert_eq!(third.list_accounts().await.unwrap(), vec![account]);
 }
 
@@ -233,5 +236,79 @@ async fn clashes_name_the_value() {
     assert_eq!(
         err.to_string(),
         "destination name \"offsite\" already exists"
+    );
+}
+
+#[tokio::test]
+async fn usage_follows_every_write() {
+    let dir = tempfile::tempdir().unwrap();
+    let catalog = SqliteCatalog::open(dir.path().join("usage.db"))
+        .await
+        .unwrap();
+    common::check_usage(&catalog).await;
+    common::check_usage(&SqliteCatalog::in_memory().await.unwrap()).await;
+}
+
+#[tokio::test]
+async fn orphans_are_snapshots_without_an_account() {
+    common::check_orphans(&SqliteCatalog::in_memory().await.unwrap()).await;
+}
+
+#[tokio::test]
+async fn open_picks_the_backend_by_url() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("by-url.db");
+    let catalog = backup_catalog::open(&format!("sqlite://{}", path.display()))
+        .await
+        .unwrap();
+    let account = Account::new("erin").unwrap();
+    catalog.put_account(&account).await.unwrap();
+    assert!(path.exists());
+    let memory = backup_catalog::open("sqlite::memory:").await.unwrap();
+    assert!(memory.list_accounts().await.unwrap().is_empty());
+    for url in [
+        "mysql://u@h/db",
+        "catalog.db",
+        "",
+        "postgres:/x",
+        "file:///tmp/catalog.db",
+        "mysql://u:s3cret@h/db",
+    ] {
+        let err = backup_catalog::open(url).await.unwrap_err();
+        assert!(
+            matches!(err, backup_catalog::Error::InvalidUrl { .. }),
+            "{url}: {err}"
+        );
+        let text = err.to_string();
+        assert!(
+            text.contains("sqlite://PATH") && text.contains("postgres://"),
+            "{text}"
+        );
+        assert!(!text.contains("s3cret"), "{text}");
+        let core: backup_core::Error = err.into();
+        assert_eq!(core.kind(), ErrorKind::InvalidInput);
+    }
+}
+
+/// Malformed PostgreSQL URLs are refused before any connection is tried.
+#[tokio::test]
+async fn bad_postgres_urls_are_refused() {
+    for url in [
+        "postgres://u:pw@host:notaport/db",
+        "postgresql://h/db?sslmode=sometimes",
+    ] {
+        let err = backup_catalog::PgCatalog::connect(url).await.unwrap_err();
+        assert!(
+            matches!(err, backup_catalog::Error::InvalidUrl { .. }),
+            "{url}: {err}"
+        );
+        assert!(!err.to_string().contains(":pw@"), "{err}");
+    }
+    let err = backup_catalog::PgCatalog::connect("sqlite::memory:")
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, backup_catalog::Error::InvalidUrl { .. }),
+        "{err}"
     );
 }

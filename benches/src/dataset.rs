@@ -73,8 +73,8 @@ impl Gen {
         while out.len() < n {
             let r = self.next();
             out.extend_from_slice(WORDS[(r % 32) as usize].as_bytes());
-            out.push(if r % 11 == 0 { b'\n' } else { b' ' });
-            if r % 97 == 0 {
+            out.push(if r.is_multiple_of(11) { b'\n' } else { b' ' });
+            if r.is_multiple_of(97) {
                 out.extend_from_slice(format!("{}", r % 100_000).as_bytes());
             }
         }

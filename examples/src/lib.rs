@@ -10,12 +10,14 @@
 #[cfg(doctest)]
 pub struct ReadmeDoctests;
 
+mod admin;
 mod compare;
 mod progress;
 mod sample;
 mod service;
 mod source;
 
+pub use admin::RebuildReport;
 pub use compare::{TreeDifference, compare_trees};
 pub use progress::BarProgress;
 pub use sample::{SampleAccount, change_some_files, generate_sample_account};

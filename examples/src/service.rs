@@ -120,6 +120,16 @@ impl Service {
         &self.home
     }
 
+    /// The server master key.
+    pub(crate) fn master(&self) -> &MasterKey {
+        &self.master
+    }
+
+    /// Replaces the master key in use (after a rotation).
+    pub(crate) fn set_master(&mut self, master: MasterKey) {
+        self.master = master;
+    }
+
     /// The catalog.
     pub fn catalog(&self) -> &Arc<dyn Catalog> {
         &self.catalog
@@ -160,7 +170,7 @@ impl Service {
             .ok_or_else(|| Error::not_found(format!("destination {name:?}")))
     }
 
-    async fn open_repo(&self, destination: &Destination) -> Result<Repository> {
+    pub(crate) async fn open_repo(&self, destination: &Destination) -> Result<Repository> {
         let (store, root) = backup_storage::open(&destination.url).map_err(storage_error)?;
         Repository::init(store, root, RepoConfig::default()).await
     }
@@ -206,13 +216,28 @@ impl Service {
         }
     }
 
-    async fn keys(&self, account: &Account) -> Result<(AccountKeys, Vec<u8>)> {
+    pub(crate) async fn keys(&self, account: &Account) -> Result<(AccountKeys, Vec<u8>)> {
         let envelope = self
             .catalog
             .get_key_envelope(account.id)
             .await?
-            .ok_or_else(|| Error::not_found(format!("keys of account {}", account.username)))?;
-        let keys = AccountKeys::from_envelope(&self.master, account.id, &envelope)?;
+            .ok_or_else(|| {
+                Error::not_found(format!(
+                    "keys of account {} (if a key reset was interrupted, run it again)",
+                    account.username
+                ))
+            })?;
+        let keys = match AccountKeys::from_envelope(&self.master, account.id, &envelope) {
+            Ok(k) => k,
+            Err(e) => {
+                // A master key rotation was interrupted after re-wrapping this account.
+                let next = self.home.join("master.key.next");
+                if !next.exists() {
+                    return Err(e.into());
+                }
+                AccountKeys::from_envelope(&MasterKey::load(&next)?, account.id, &envelope)?
+            }
+        };
         Ok((keys, envelope))
     }
 
@@ -252,6 +277,8 @@ impl Service {
         }
         let destination = self.destination(destination).await?;
         let handle = self.handle(account, &destination, None, false).await?;
+        // The account's settings go with its data, for disaster recovery.
+        handle.put_account_record(account).await?;
         let source: Box<dyn AccountSource> = if FsAccount::is_layout(source) {
             Box::new(FsAccount::new(source))
         } else {
@@ -365,6 +392,7 @@ impl Service {
         &self,
         account: &Account,
         read_data: bool,
+        sample_percent: Option<u8>,
         owner_key: Option<&OwnerKey>,
     ) -> Result<Vec<(Destination, VerifyReport)>> {
         let snapshots = self.snapshots(account).await?;
@@ -387,7 +415,15 @@ impl Service {
                 .filter(|s| s.destination == id)
                 .map(|s| s.id)
                 .collect();
-            let report = engine::verify(&handle, &ids, VerifyOptions { read_data }).await?;
+            let report = engine::verify(
+                &handle,
+                &ids,
+                VerifyOptions {
+                    read_data,
+                    sample_percent,
+                },
+            )
+            .await?;
             out.push((destination, report));
         }
         Ok(out)

@@ -25,16 +25,21 @@ fn backupctl_path() -> PathBuf {
 struct Ctl {
     bin: PathBuf,
     home: PathBuf,
+    /// `--catalog URL`, when not the default.
+    catalog: Option<String>,
 }
 
 impl Ctl {
     fn run(&self, args: &[&str]) -> Output {
-        Command::new(&self.bin)
+        let mut command = Command::new(&self.bin);
+        command
+            .env_remove("BACKUPCTL_CATALOG")
             .arg("--home")
-            .arg(&self.home)
-            .args(args)
-            .output()
-            .expect("backupctl runs")
+            .arg(&self.home);
+        if let Some(url) = &self.catalog {
+            command.arg("--catalog").arg(url);
+        }
+        command.args(args).output().expect("backupctl runs")
     }
 
     fn ok(&self, args: &[&str]) -> String {
@@ -67,9 +72,14 @@ impl Ctl {
 }
 
 fn setup(dir: &Path) -> Ctl {
+    setup_with_catalog(dir, None)
+}
+
+fn setup_with_catalog(dir: &Path, catalog: Option<String>) -> Ctl {
     let ctl = Ctl {
         bin: backupctl_path(),
         home: dir.join("state"),
+        catalog,
     };
     ctl.ok(&["init"]);
     let url = format!("file://{}", dir.join("destination").display());
@@ -269,6 +279,7 @@ fn bad_input_gives_one_line_errors() {
     let ctl = Ctl {
         bin: backupctl_path(),
         home: dir.path().join("state"),
+        catalog: None,
     };
     let err = ctl.fails(&["account", "list"]);
     assert!(err.contains("init"), "{err}");
@@ -345,4 +356,105 @@ fn plain_directory_is_backed_up_as_home_with_excludes() {
     );
     assert!(!target.join("home/cache").exists());
     assert!(!target.join("home/debug.log").exists());
+}
+
+/// `--catalog` (or `BACKUPCTL_CATALOG`) puts the catalog elsewhere; without it the state
+/// directory's `catalog.db` is used; a URL of no known kind is a one-line error.
+#[test]
+fn catalog_flag_selects_the_catalog() {
+    let dir = tempfile::tempdir().unwrap();
+    let elsewhere = dir.path().join("elsewhere.db");
+    let url = format!("sqlite://{}", elsewhere.display());
+    let ctl = setup_with_catalog(dir.path(), Some(url.clone()));
+    ctl.ok(&["account", "add", "frank"]);
+    assert!(elsewhere.exists());
+    assert!(!ctl.home.join("catalog.db").exists());
+
+    // The variable selects it too.
+    let out = Command::new(&ctl.bin)
+        .env("BACKUPCTL_CATALOG", &url)
+        .arg("--home")
+        .arg(&ctl.home)
+        .args(["account", "list", "--json"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let listed: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(listed[0]["username"], "frank");
+
+    // Without either: the default catalog in the state directory, which is empty.
+    let default = Ctl {
+        catalog: None,
+        bin: ctl.bin.clone(),
+        home: ctl.home.clone(),
+    };
+    assert_eq!(
+        default.json(&["account", "list", "--json"]),
+        serde_json::json!([])
+    );
+    assert!(ctl.home.join("catalog.db").exists());
+
+    let bad = Ctl {
+        catalog: Some("mysql://user:hunter2@db/catalog".into()),
+        bin: ctl.bin.clone(),
+        home: ctl.home.clone(),
+    };
+    let err = bad.fails(&["account", "list"]);
+    assert!(
+        err.contains("postgres://") && err.contains("sqlite://"),
+        "{err}"
+    );
+    assert!(!err.contains("hunter2"), "{err}");
+}
+
+/// The whole round trip with the catalog in PostgreSQL (a fresh schema of the server that
+/// `scripts/test.sh` starts).
+#[test]
+#[ignore = "needs PostgreSQL: run scripts/test.sh"]
+fn postgres_catalog_round_trip() {
+    let Some(url) = std::env::var("BACKUP_TEST_PG_URL")
+        .ok()
+        .filter(|u| !u.is_empty())
+    else {
+        panic!(
+            "BACKUP_TEST_PG_URL is not set: this test needs PostgreSQL; run scripts/test.sh, \
+             which starts a private server and sets it"
+        );
+    };
+    let schema = format!(
+        "cli_{}_{}",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos()
+    );
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let admin = runtime.block_on(async {
+        let admin = sqlx::PgPool::connect(&url).await.unwrap();
+        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE SCHEMA {schema}")))
+            .execute(&admin)
+            .await
+            .unwrap();
+        admin
+    });
+    let sep = if url.contains('?') { '&' } else { '?' };
+    let catalog = format!("{url}{sep}options[search_path]={schema}");
+
+    let dir = tempfile::tempdir().unwrap();
+    let ctl = setup_with_catalog(dir.path(), Some(catalog));
+    round_trip(&ctl, dir.path(), "grace", "server", None);
+    assert!(
+        !ctl.home.join("catalog.db").exists(),
+        "the catalog is in PostgreSQL"
+    );
+    let accounts = ctl.json(&["account", "list", "--json"]);
+    assert_eq!(accounts[0]["username"], "grace");
+
+    runtime.block_on(async {
+        sqlx::query(sqlx::AssertSqlSafe(format!("DROP SCHEMA {schema} CASCADE")))
+            .execute(&admin)
+            .await
+            .unwrap();
+    });
 }

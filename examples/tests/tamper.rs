@@ -293,7 +293,8 @@ async fn damaged_trailers_and_indexes_are_detected() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn damaged_and_replayed_snapshots_are_detected() {
-    let mutations: [(&str, fn(&mut Vec<u8>)); 3] = [
+    type Mutation = fn(&mut Vec<u8>);
+    let mutations: [(&str, Mutation); 3] = [
         ("flipped", |b| b[14] ^= 0x01),
         ("truncated", |b| b.truncate(b.len() / 2)),
         ("extended", |b| b.push(0)),

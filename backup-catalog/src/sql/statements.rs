@@ -1,25 +1,26 @@
-//! The SQL statements, one set per table (see `migrations/` for the schema).
+//! The SQL statements, one set per table (see `migrations/` for the schema), the same text for
+//! SQLite and PostgreSQL.
 //!
-//! Written to be accepted by PostgreSQL as well: `$n` placeholders, `INSERT … ON CONFLICT (id)
-//! DO UPDATE` upserts. The upsert names only the id as its conflict target, so a clash on
-//! another unique column (login, destination name) still fails with a unique violation
-//! instead of replacing the other row.
+//! Both accept `$n` placeholders and `INSERT … ON CONFLICT (id) DO UPDATE` upserts (atomic
+//! under concurrent writers on both). The upsert names only the id as its conflict target, so
+//! a clash on another unique column (login, destination name) still fails with a unique
+//! violation instead of replacing the other row.
 
 /// Statements of a table keyed by id and ordered by one text column (name, login, username).
 #[derive(Debug)]
-pub(super) struct Named {
+pub(crate) struct Named {
     /// What a row is, for error messages.
-    pub(super) entity: &'static str,
+    pub(crate) entity: &'static str,
     /// Upsert: `$1` id, `$2` key column, `$3` data.
-    pub(super) put: &'static str,
+    pub(crate) put: &'static str,
     /// `$1` id → (id, data).
-    pub(super) get: &'static str,
+    pub(crate) get: &'static str,
     /// `$1` key → (id, data) rows, by id.
-    pub(super) find: &'static str,
+    pub(crate) find: &'static str,
     /// Every (id, data), by key then id.
-    pub(super) list: &'static str,
+    pub(crate) list: &'static str,
     /// `$1` id.
-    pub(super) delete: &'static str,
+    pub(crate) delete: &'static str,
 }
 
 macro_rules! named {
@@ -52,42 +53,36 @@ macro_rules! named {
     };
 }
 
-pub(super) const ORGANIZATIONS: Named = named!("organization", "organizations", "login");
-pub(super) const ACCOUNTS: Named = named!("account", "accounts", "username");
-pub(super) const TAGS: Named = named!("tag", "tags", "name");
-pub(super) const PRIORITY_GROUPS: Named = named!("priority group", "priority_groups", "name");
-pub(super) const DESTINATIONS: Named = named!("destination", "destinations", "name");
-pub(super) const JOBS: Named = named!("job", "jobs", "name");
+pub(crate) const ORGANIZATIONS: Named = named!("organization", "organizations", "login");
+pub(crate) const ACCOUNTS: Named = named!("account", "accounts", "username");
+pub(crate) const TAGS: Named = named!("tag", "tags", "name");
+pub(crate) const PRIORITY_GROUPS: Named = named!("priority group", "priority_groups", "name");
+pub(crate) const DESTINATIONS: Named = named!("destination", "destinations", "name");
+pub(crate) const JOBS: Named = named!("job", "jobs", "name");
 
 /// Statements of a table of per-account rows ordered by creation time (snapshots, downloads).
 #[derive(Debug)]
-pub(super) struct Timed {
+pub(crate) struct Timed {
     /// What a row is, for error messages.
-    pub(super) entity: &'static str,
-    /// Upsert: `$1` id, `$2` account id, `$3` created seconds, `$4` created nanos, `$5` data.
-    pub(super) put: &'static str,
+    pub(crate) entity: &'static str,
+    /// Upsert: `$1` id, `$2` account id, `$3` created seconds, `$4` created nanos, `$5` data;
+    /// snapshots also `$6` bytes stored.
+    pub(crate) put: &'static str,
     /// `$1` id → (id, data).
-    pub(super) get: &'static str,
+    pub(crate) get: &'static str,
     /// `$1` account id → (id, data) rows, oldest first, then by id.
-    pub(super) list: &'static str,
+    pub(crate) list: &'static str,
     /// `$1` id.
-    pub(super) delete: &'static str,
+    pub(crate) delete: &'static str,
     /// `$1` account id: every row of the account.
-    pub(super) delete_account: &'static str,
+    pub(crate) delete_account: &'static str,
 }
 
 macro_rules! timed {
-    ($entity:literal, $table:literal) => {
+    ($entity:literal, $table:literal, put: $put:expr) => {
         Timed {
             entity: $entity,
-            put: concat!(
-                "INSERT INTO ",
-                $table,
-                " (id, account_id, created_secs, created_nanos, data) VALUES ($1, $2, $3, $4, $5) ",
-                "ON CONFLICT (id) DO UPDATE SET account_id = excluded.account_id, ",
-                "created_secs = excluded.created_secs, created_nanos = excluded.created_nanos, ",
-                "data = excluded.data"
-            ),
+            put: $put,
             get: concat!("SELECT id, data FROM ", $table, " WHERE id = $1"),
             list: concat!(
                 "SELECT id, data FROM ",
@@ -100,13 +95,64 @@ macro_rules! timed {
     };
 }
 
-pub(super) const SNAPSHOTS: Timed = timed!("snapshot", "snapshots");
-pub(super) const DOWNLOADS: Timed = timed!("download", "downloads");
+/// The snapshot table and its columns, in the order the upserts bind them.
+macro_rules! snapshot_columns {
+    () => {
+        "snapshots (id, account_id, created_secs, created_nanos, data, bytes_stored)"
+    };
+}
+
+/// What a snapshot upsert does on a known id.
+macro_rules! snapshot_conflict {
+    () => {
+        " ON CONFLICT (id) DO UPDATE SET account_id = excluded.account_id, \
+         created_secs = excluded.created_secs, created_nanos = excluded.created_nanos, \
+         data = excluded.data, bytes_stored = excluded.bytes_stored"
+    };
+}
+
+/// Start of the bulk snapshot upsert: `VALUES (...), (...)` follow, then
+/// [`SNAPSHOT_CONFLICT`]. Binds as [`SNAPSHOTS`]' `put`, six per row.
+pub(crate) const SNAPSHOT_INSERT: &str = concat!("INSERT INTO ", snapshot_columns!(), " ");
+/// End of the bulk snapshot upsert.
+pub(crate) const SNAPSHOT_CONFLICT: &str = snapshot_conflict!();
+
+pub(crate) const SNAPSHOTS: Timed = timed!(
+    "snapshot",
+    "snapshots",
+    put: concat!(
+        "INSERT INTO ",
+        snapshot_columns!(),
+        " VALUES ($1, $2, $3, $4, $5, $6)",
+        snapshot_conflict!()
+    )
+);
+pub(crate) const DOWNLOADS: Timed = timed!(
+    "download",
+    "downloads",
+    put: "INSERT INTO downloads (id, account_id, created_secs, created_nanos, data) \
+          VALUES ($1, $2, $3, $4, $5) ON CONFLICT (id) DO UPDATE SET \
+          account_id = excluded.account_id, created_secs = excluded.created_secs, \
+          created_nanos = excluded.created_nanos, data = excluded.data"
+);
 
 /// Upsert a key envelope: `$1` account id, `$2` bytes.
-pub(super) const PUT_KEY: &str = "INSERT INTO key_envelopes (account_id, envelope) VALUES ($1, $2) \
+pub(crate) const PUT_KEY: &str = "INSERT INTO key_envelopes (account_id, envelope) VALUES ($1, $2) \
      ON CONFLICT (account_id) DO UPDATE SET envelope = excluded.envelope";
 /// `$1` account id → envelope.
-pub(super) const GET_KEY: &str = "SELECT envelope FROM key_envelopes WHERE account_id = $1";
+pub(crate) const GET_KEY: &str = "SELECT envelope FROM key_envelopes WHERE account_id = $1";
 /// `$1` account id.
-pub(super) const DELETE_KEY: &str = "DELETE FROM key_envelopes WHERE account_id = $1";
+pub(crate) const DELETE_KEY: &str = "DELETE FROM key_envelopes WHERE account_id = $1";
+
+/// Per-account snapshot totals: (account id, snapshot count, bytes stored), by account id.
+pub(crate) const USAGE: &str =
+    "SELECT account_id, snapshots, bytes_stored FROM account_usage ORDER BY account_id";
+
+/// (id, data) of every snapshot whose account has no row: by account id, then oldest first.
+/// Walks the per-account totals (one row per account id), then reads only the orphans' rows
+/// through the snapshots' account index. (Written as `IN (subquery)`: SQLite plans the join
+/// form as a scan of every snapshot.)
+pub(crate) const ORPHAN_SNAPSHOTS: &str = "SELECT id, data FROM snapshots \
+     WHERE account_id IN (SELECT u.account_id FROM account_usage u \
+         WHERE NOT EXISTS (SELECT 1 FROM accounts a WHERE a.id = u.account_id)) \
+     ORDER BY account_id, created_secs, created_nanos, id";
