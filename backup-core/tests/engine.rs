@@ -572,12 +572,16 @@ async fn verify_finds_damage_with_and_without_reading_data() {
     make_account(live.path(), 8);
     let f = fixture(Account::new("ken").unwrap()).await;
     let snap = backup(&f, live.path()).await;
-    let clean = verify(&f.handle, &[], VerifyOptions {
+    let clean = verify(
+        &f.handle,
+        &[],
+        VerifyOptions {
             read_data: true,
             ..Default::default()
-        })
-        .await
-        .unwrap();
+        },
+    )
+    .await
+    .unwrap();
     assert!(clean.is_ok(), "{:?}", clean.problems);
     assert_eq!(clean.snapshots, 1);
     assert_eq!(clean.blobs_authenticated, snap.stats.chunks_new);
@@ -591,7 +595,10 @@ async fn verify_finds_damage_with_and_without_reading_data() {
     )
     .await
     .unwrap();
-    assert_eq!(sampled.bytes_read, clean.bytes_read, "100 % reads every pack");
+    assert_eq!(
+        sampled.bytes_read, clean.bytes_read,
+        "100 % reads every pack"
+    );
 
     // Damage one pack: structure still holds (the index lists it), data does not.
     let packs = list_objects(&f.store, "packs").await;
@@ -611,12 +618,16 @@ async fn verify_finds_damage_with_and_without_reading_data() {
         .await
         .unwrap();
     assert!(structure.is_ok());
-    let data = verify(&f.handle, &[], VerifyOptions {
+    let data = verify(
+        &f.handle,
+        &[],
+        VerifyOptions {
             read_data: true,
             ..Default::default()
-        })
-        .await
-        .unwrap();
+        },
+    )
+    .await
+    .unwrap();
     assert_eq!(data.problems.len(), 1, "{:?}", data.problems);
 
     // Remove a pack: structure fails.

@@ -6,7 +6,6 @@
 
 use std::collections::HashSet;
 use std::ffi::OsStr;
-use std::io::Write;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -97,59 +96,46 @@ fn system_time(mtime_ns: i64) -> SystemTime {
     }
 }
 
-/// Writes a file at `dir/name` from `chunks` (each produced by `next`), atomically: a
-/// temporary sibling is written and renamed over the name once complete. On any error the
-/// temporary is removed and nothing at `name` changes.
-#[allow(clippy::too_many_arguments)]
-pub(crate) fn write_file(
-    dir: &Path,
-    name: &[u8],
-    mode: u32,
-    mtime_ns: i64,
-    size: u64,
-    chunk_count: usize,
-    mut next: impl FnMut(usize) -> Result<Vec<u8>>,
-) -> Result<u64> {
-    let final_path = dir.join(OsStr::from_bytes(name));
+/// Creates an empty temporary sibling for `dir/name` with exclusive create (never through
+/// a planted symlink); the restore writes into it and [`finish_file`] moves it into place.
+pub(crate) fn create_temp(dir: &Path, name: &[u8]) -> Result<PathBuf> {
     let mut tmp_name = b".".to_vec();
     tmp_name.extend_from_slice(&name[..name.len().min(100)]);
     tmp_name.extend_from_slice(format!(".restore-{}", uuid::Uuid::new_v4().simple()).as_bytes());
     let tmp = dir.join(OsStr::from_bytes(&tmp_name));
-    let result = (|| {
-        let mut file = std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .open(&tmp)
-            .map_err(|e| Error::io(&tmp, e))?;
-        let mut written = 0u64;
-        for i in 0..chunk_count {
-            let data = next(i)?;
-            file.write_all(&data).map_err(|e| Error::io(&tmp, e))?;
-            written += data.len() as u64;
-        }
-        if written != size {
-            return Err(Error::integrity(
-                final_path.display().to_string(),
-                format!("chunks hold {written} bytes, the tree says {size}"),
-            ));
-        }
-        file.set_permissions(std::fs::Permissions::from_mode(mode & 0o777))
-            .map_err(|e| Error::io(&tmp, e))?;
-        file.set_modified(system_time(mtime_ns))
-            .map_err(|e| Error::io(&tmp, e))?;
-        drop(file);
-        if let Ok(m) = std::fs::symlink_metadata(&final_path)
-            && m.is_dir()
-        {
-            std::fs::remove_dir_all(&final_path).map_err(|e| Error::io(&final_path, e))?;
-        }
-        std::fs::rename(&tmp, &final_path).map_err(|e| Error::io(&final_path, e))?;
-        Ok(written)
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&tmp)
+        .map_err(|e| Error::io(&tmp, e))?;
+    Ok(tmp)
+}
+
+/// Sets a completed temporary file's mode and mtime and renames it over `dir/name` (a
+/// directory in the way is removed: the snapshot has a file there).
+pub(crate) fn finish_file(
+    dir: &Path,
+    name: &[u8],
+    tmp: &Path,
+    mode: u32,
+    mtime_ns: i64,
+) -> Result<()> {
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .open(tmp)
+        .map_err(|e| Error::io(tmp, e))?;
+    file.set_permissions(std::fs::Permissions::from_mode(mode & 0o777))
+        .map_err(|e| Error::io(tmp, e))?;
+    file.set_modified(system_time(mtime_ns))
+        .map_err(|e| Error::io(tmp, e))?;
+    drop(file);
+    let final_path = dir.join(OsStr::from_bytes(name));
+    if let Ok(m) = std::fs::symlink_metadata(&final_path)
+        && m.is_dir()
+    {
+        std::fs::remove_dir_all(&final_path).map_err(|e| Error::io(&final_path, e))?;
     }
-    result
+    std::fs::rename(tmp, &final_path).map_err(|e| Error::io(&final_path, e))
 }
 
 /// Creates a symlink at `dir/name` (replacing a file or link there; never following one).

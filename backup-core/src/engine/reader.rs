@@ -83,6 +83,19 @@ impl BlobReader {
         Ok(self.cache.len() - 1)
     }
 
+    /// The pack said to hold blob `id` and the blob's plaintext length.
+    pub(crate) fn locate(&self, id: &ChunkId) -> Result<(PackId, u32)> {
+        self.locator
+            .locate(id)
+            .map(|(pack, entry)| (*pack, entry.raw_len))
+            .ok_or_else(|| {
+                Error::integrity(
+                    format!("blob {id}"),
+                    "referenced but in no pack (missing pack or index)",
+                )
+            })
+    }
+
     /// The plaintext of blob `id`, authenticated.
     pub(crate) fn read(&mut self, id: &ChunkId) -> Result<Vec<u8>> {
         let (pack, _) = *self.locator.locate(id).ok_or_else(|| {

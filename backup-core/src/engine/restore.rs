@@ -21,8 +21,10 @@ use crate::repo::{AccountRepo, BlobLocator, Node};
 
 /// Tree packs kept in memory while planning (tree blobs are read in walk order).
 const TREE_PACKS_CACHED: usize = 4;
-/// Data packs kept in memory while writing: one open pack per pack worker at backup time
-/// interleaves blobs of a few packs, so a few cached packs read each pack about once.
+/// Data packs kept in memory while writing trees: blobs are read grouped by pack, so one is
+/// enough. Documents are read in order, and a few cached packs cover the interleaving of the
+/// pack workers that wrote them.
+const TREE_DATA_PACKS_CACHED: usize = 1;
 const DATA_PACKS_CACHED: usize = 4;
 
 /// What a restore or dry run covered.
@@ -123,7 +125,7 @@ pub async fn restore(
             let reader = loaded.reader(TREE_PACKS_CACHED)?;
             let paths = sel.paths.clone();
             let progress = progress.clone();
-            let mut data_reader = loaded.reader(DATA_PACKS_CACHED)?;
+            let mut data_reader = loaded.reader(TREE_DATA_PACKS_CACHED)?;
             tokio::task::spawn_blocking(move || {
                 let mut trees = reader;
                 let plan = restore_tree::plan(&mut trees, &root, &paths, replace)?;

@@ -8,13 +8,16 @@
 //! Reading trees first keeps tree packs and data packs out of each other's cache, so each
 //! data pack is fetched about once: files are written in the order the backup packed them.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::FileExt;
+use std::path::PathBuf;
 
-use super::fs_write::{SafeDirs, finish_dir, prune, write_file, write_symlink};
+use super::fs_write::{SafeDirs, create_temp, finish_dir, finish_file, prune, write_symlink};
 use super::progress::{ProgressEvent, ProgressSink};
 use super::reader::BlobReader;
 use crate::error::Result;
-use crate::model::{ChunkId, ItemStats, PathSelection};
+use crate::model::{ChunkId, ItemStats, PackId, PathSelection};
 use crate::repo::Node;
 
 type Components = Vec<Vec<u8>>;
@@ -133,7 +136,25 @@ fn plan_dir(
     Ok(())
 }
 
-/// Pass 2: writes what `plan` lists under `dirs`' root.
+/// A file being restored into its temporary sibling.
+struct Pending {
+    dir: PathBuf,
+    name: Vec<u8>,
+    tmp: PathBuf,
+    size: u64,
+    mode: u32,
+    mtime_ns: i64,
+    written: u64,
+}
+
+/// Open temporary files kept between writes (a small cache: large files get many chunks).
+const OPEN_FILES: usize = 64;
+
+/// Pass 2: writes what `plan` lists under `dirs`' root. Directories and links first, then
+/// every file into an exclusive temporary sibling, pack by pack (each pack is fetched once,
+/// each blob opened once however many files share it, written with positioned writes), then
+/// each complete file is moved into place. On any failure every temporary file is removed,
+/// so no file that failed authentication is left anywhere.
 pub(crate) fn write(
     plan: TreePlan,
     reader: &mut BlobReader,
@@ -141,39 +162,69 @@ pub(crate) fn write(
     progress: &ProgressSink,
 ) -> Result<ItemStats> {
     let mut stats = ItemStats::default();
-    for entry in &plan.entries {
-        match entry {
-            Planned::Dir { path, .. } => {
-                dirs.ensure(&refs(path))?;
-                stats.dirs += 1;
-            }
-            Planned::File {
-                path,
-                size,
-                chunks,
-                mode,
-                mtime_ns,
-            } => {
-                let (name, parent) = split(path)?;
-                let dir = dirs.ensure(&refs(parent))?;
-                write_file(&dir, name, *mode, *mtime_ns, *size, chunks.len(), |i| {
-                    let data = reader.read(&chunks[i])?;
-                    progress.event(ProgressEvent::Bytes {
-                        bytes: data.len() as u64,
+    let mut pending: Vec<Pending> = Vec::new();
+    let mut chunk_lists: Vec<&[ChunkId]> = Vec::new();
+    let result = (|| {
+        for entry in &plan.entries {
+            match entry {
+                Planned::Dir { path, .. } => {
+                    dirs.ensure(&refs(path))?;
+                    stats.dirs += 1;
+                }
+                Planned::File {
+                    path,
+                    size,
+                    chunks,
+                    mode,
+                    mtime_ns,
+                } => {
+                    let (name, parent) = split(path)?;
+                    let dir = dirs.ensure(&refs(parent))?;
+                    let tmp = create_temp(&dir, name)?;
+                    pending.push(Pending {
+                        dir,
+                        name: name.to_vec(),
+                        tmp,
+                        size: *size,
+                        mode: *mode,
+                        mtime_ns: *mtime_ns,
+                        written: 0,
                     });
-                    Ok(data)
-                })?;
-                progress.event(ProgressEvent::FileDone);
-                stats.files += 1;
-                stats.bytes += size;
-            }
-            Planned::Symlink { path, target } => {
-                let (name, parent) = split(path)?;
-                let dir = dirs.ensure(&refs(parent))?;
-                write_symlink(&dir, name, target)?;
-                stats.symlinks += 1;
+                    chunk_lists.push(chunks);
+                }
+                Planned::Symlink { path, target } => {
+                    let (name, parent) = split(path)?;
+                    let dir = dirs.ensure(&refs(parent))?;
+                    write_symlink(&dir, name, target)?;
+                    stats.symlinks += 1;
+                }
             }
         }
+        write_data(reader, &chunk_lists, &mut pending, progress)?;
+        for p in &pending {
+            if p.written != p.size {
+                return Err(crate::Error::integrity(
+                    p.dir
+                        .join(std::ffi::OsStr::from_bytes(&p.name))
+                        .display()
+                        .to_string(),
+                    format!("chunks hold {} bytes, the tree says {}", p.written, p.size),
+                ));
+            }
+        }
+        Ok(())
+    })();
+    if let Err(e) = result {
+        for p in &pending {
+            let _ = std::fs::remove_file(&p.tmp);
+        }
+        return Err(e);
+    }
+    for p in &pending {
+        finish_file(&p.dir, &p.name, &p.tmp, p.mode, p.mtime_ns)?;
+        progress.event(ProgressEvent::FileDone);
+        stats.files += 1;
+        stats.bytes += p.size;
     }
     for (path, keep) in &plan.prune {
         let dir = dirs.ensure(&refs(path))?;
@@ -192,4 +243,70 @@ pub(crate) fn write(
         }
     }
     Ok(stats)
+}
+
+/// Writes every chunk of every pending file, grouped by pack in order of first use.
+fn write_data(
+    reader: &mut BlobReader,
+    chunk_lists: &[&[ChunkId]],
+    pending: &mut [Pending],
+    progress: &ProgressSink,
+) -> Result<()> {
+    // Where each blob goes: (file, offset), grouped by pack, packs in order of first use.
+    let mut order: Vec<PackId> = Vec::new();
+    let mut by_pack: HashMap<PackId, Vec<(ChunkId, u32, usize, u64)>> = HashMap::new();
+    for (file, chunks) in chunk_lists.iter().enumerate() {
+        let mut offset = 0u64;
+        for id in chunks.iter() {
+            let (pack, len) = reader.locate(id)?;
+            by_pack
+                .entry(pack)
+                .or_insert_with(|| {
+                    order.push(pack);
+                    Vec::new()
+                })
+                .push((*id, len, file, offset));
+            offset += u64::from(len);
+        }
+    }
+    let mut open: HashMap<usize, std::fs::File> = HashMap::new();
+    for pack in order {
+        let mut needs = by_pack.remove(&pack).unwrap_or_default();
+        needs.sort_unstable_by_key(|n| (n.0, n.2, n.3));
+        let mut i = 0;
+        while i < needs.len() {
+            let (id, len, _, _) = needs[i];
+            let data = reader.read(&id)?;
+            if data.len() != len as usize {
+                return Err(crate::Error::integrity(
+                    format!("blob {id}"),
+                    "length differs from the index",
+                ));
+            }
+            while i < needs.len() && needs[i].0 == id {
+                let (_, _, file, offset) = needs[i];
+                if !open.contains_key(&file) {
+                    if open.len() >= OPEN_FILES {
+                        open.clear();
+                    }
+                    let tmp = &pending[file].tmp;
+                    let f = std::fs::OpenOptions::new()
+                        .write(true)
+                        .open(tmp)
+                        .map_err(|e| crate::Error::io(tmp, e))?;
+                    open.insert(file, f);
+                }
+                if let Some(f) = open.get(&file) {
+                    f.write_all_at(&data, offset)
+                        .map_err(|e| crate::Error::io(&pending[file].tmp, e))?;
+                }
+                pending[file].written += data.len() as u64;
+                progress.event(ProgressEvent::Bytes {
+                    bytes: data.len() as u64,
+                });
+                i += 1;
+            }
+        }
+    }
+    Ok(())
 }

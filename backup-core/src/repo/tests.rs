@@ -59,6 +59,18 @@ proptest! {
     }
 
     #[test]
+    fn other_parsers_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..300)) {
+        let c = crypto();
+        let _ = RepoConfig::decode(&bytes);
+        let _ = Tree::decode(&bytes, &ChunkId([0; 32]));
+        let _ = decode_account(c.server_keys(), &bytes);
+        let mut framed = CONFIG_MAGIC.to_vec();
+        framed.extend_from_slice(&FORMAT_VERSION.to_le_bytes());
+        framed.extend_from_slice(&bytes);
+        let _ = RepoConfig::decode(&framed);
+    }
+
+    #[test]
     fn snapshot_garbage_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..300)) {
         let c = crypto();
         let _ = SnapshotObject::decode(c.server_keys(), Some(c.as_ref()), AccountId::new(), SnapshotId::new(), &bytes);
