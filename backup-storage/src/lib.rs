@@ -2,29 +2,55 @@
 //!
 //! Object stores for backup destinations. Storage has no trait of its own:
 //! [`object_store::ObjectStore`] is the port, so every object_store backend works unchanged.
-//! This crate turns a destination URL into a store and a root prefix.
+//! This crate turns a destination URL into a store and a root prefix ([`open`]), adds an
+//! SFTP backend ([`SftpStore`]), wrappers that add behaviour to any store, and the
+//! [`conformance`] suite every store must pass.
 //!
 //! | URL | store |
 //! |---|---|
 //! | `file:///ABSOLUTE/PATH` | [`object_store::local::LocalFileSystem`] rooted at the path (created if missing) |
 //! | `memory://` | [`object_store::memory::InMemory`] (lost when dropped; tests) |
+//! | `s3://BUCKET/PREFIX?endpoint=URL&region=R&allow_http=true` | [`object_store::aws::AmazonS3`]; credentials from `AWS_*` variables |
+//! | `sftp://USER@HOST:PORT/ABSOLUTE/PATH?key=KEYFILE&known_hosts=FILE` | [`SftpStore`] |
 //!
-//! S3 (`s3://`) and SFTP (`sftp://`) come next; an unknown scheme is [`Error::UnsupportedScheme`].
+//! Wrappers (each an `ObjectStore` around another): [`RetryStore`] (transient failures,
+//! exponential backoff), [`CountingStore`] (requests by [`RequestKind`], bytes; an S3 cost
+//! report), [`FaultStore`] (fails the Nth call or a fraction of calls).
 //!
 //! ```
 //! # tokio::runtime::Runtime::new().unwrap().block_on(async {
-//! use object_store::{ObjectStoreExt, PutPayload};
+//! use std::sync::Arc;
+//! use backup_storage::{CountingStore, RetryStore};
+//! use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 //!
 //! let dir = tempfile::tempdir().unwrap();
 //! let url = format!("file://{}", dir.path().display());
 //! let (store, root) = backup_storage::open(&url).unwrap();
+//! let counting = Arc::new(CountingStore::new(RetryStore::new(store)));
+//! let store: Arc<dyn ObjectStore> = counting.clone();
 //! store.put(&root.clone().join("hello"), PutPayload::from_static(b"hi")).await.unwrap();
 //! assert_eq!(std::fs::read(dir.path().join("hello")).unwrap(), b"hi");
+//! assert_eq!(counting.counts().total(), 1);
 //! # });
 //! ```
 
+pub mod conformance;
+mod counting;
 mod error;
+mod faults;
+mod request;
+mod retry;
+mod s3;
+mod sftp;
 mod url;
 
-pub use error::{Error, Result};
+pub use counting::{CountingStore, RequestCounts};
+pub use error::{Error, Result, is_transient};
+pub use faults::{FaultPlan, FaultStore};
+pub use request::RequestKind;
+pub use retry::{RetryPolicy, RetryStore};
+pub use sftp::{SftpBuilder, SftpStore};
 pub use url::open;
+
+/// The object_store crate this one builds on, for callers that need its types.
+pub use object_store;
