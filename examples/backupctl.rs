@@ -104,7 +104,8 @@ enum Command {
 
 #[derive(Subcommand, Debug)]
 enum DestinationCmd {
-    /// Add a destination (file:///PATH, memory://, or a plain path).
+    /// Add a destination: file:///PATH (or a plain path), s3://BUCKET/PREFIX[?endpoint=..],
+    /// sftp://USER@HOST:PORT/PATH?key=FILE&known_hosts=FILE, memory://.
     Add {
         /// Unique name.
         name: String,
