@@ -125,8 +125,7 @@ impl Service {
                 if repo.key_envelopes(account.id).await?.is_empty() {
                     continue;
                 }
-                repo.delete_key_envelope(account.id, &keys.key_id()).await?;
-                repo.put_key_envelope(account.id, &keys.key_id(), &rewrapped)
+                repo.replace_key_envelope(account.id, &keys.key_id(), &rewrapped)
                     .await?;
             }
             count += 1;

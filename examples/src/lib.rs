@@ -21,5 +21,5 @@ pub use admin::RebuildReport;
 pub use compare::{TreeDifference, compare_trees};
 pub use progress::BarProgress;
 pub use sample::{SampleAccount, change_some_files, generate_sample_account};
-pub use service::{AccountKeysOutput, RestoreRequest, Service};
+pub use service::{AccountKeysOutput, RestoreRequest, Service, StoreLayer};
 pub use source::HomeDirSource;

@@ -15,6 +15,7 @@ use backup_core::ports::{AccountSource, Catalog};
 use backup_core::repo::{AccountRepo, RepoConfig, Repository};
 use backup_core::{Error, FsAccount, Result};
 use backup_crypto::{AccountKeys, MasterKey};
+use backup_storage::object_store::ObjectStore;
 
 use crate::source::HomeDirSource;
 
@@ -54,6 +55,29 @@ pub struct Service {
     home: PathBuf,
     catalog: Arc<dyn Catalog>,
     master: MasterKey,
+    store_layer: Option<StoreLayer>,
+}
+
+/// Wraps every destination store the service opens: metrics, rate limits, request logs,
+/// or fault injection in tests ([`backup_storage::FaultStore`]).
+#[derive(Clone)]
+pub struct StoreLayer(Arc<WrapStore>);
+
+type WrapStore = dyn Fn(Arc<dyn ObjectStore>) -> Arc<dyn ObjectStore> + Send + Sync;
+
+impl StoreLayer {
+    /// A layer applying `wrap` to each store opened.
+    pub fn new(
+        wrap: impl Fn(Arc<dyn ObjectStore>) -> Arc<dyn ObjectStore> + Send + Sync + 'static,
+    ) -> Self {
+        Self(Arc::new(wrap))
+    }
+}
+
+impl std::fmt::Debug for StoreLayer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("StoreLayer")
+    }
 }
 
 /// The catalog at `url`, or the SQLite file in the state directory.
@@ -86,6 +110,7 @@ impl Service {
                 home: home.to_path_buf(),
                 catalog,
                 master,
+                store_layer: None,
             },
             created,
         ))
@@ -112,6 +137,7 @@ impl Service {
             home: home.to_path_buf(),
             catalog,
             master,
+            store_layer: None,
         })
     }
 
@@ -128,6 +154,12 @@ impl Service {
     /// Replaces the master key in use (after a rotation).
     pub(crate) fn set_master(&mut self, master: MasterKey) {
         self.master = master;
+    }
+
+    /// Sets (or with `None` removes) the layer wrapping every destination store opened
+    /// from now on.
+    pub fn set_store_layer(&mut self, layer: Option<StoreLayer>) {
+        self.store_layer = layer;
     }
 
     /// The catalog.
@@ -171,7 +203,10 @@ impl Service {
     }
 
     pub(crate) async fn open_repo(&self, destination: &Destination) -> Result<Repository> {
-        let (store, root) = backup_storage::open(&destination.url).map_err(storage_error)?;
+        let (mut store, root) = backup_storage::open(&destination.url).map_err(storage_error)?;
+        if let Some(layer) = &self.store_layer {
+            store = (layer.0)(store);
+        }
         Repository::init(store, root, RepoConfig::default()).await
     }
 
@@ -255,8 +290,18 @@ impl Service {
             (true, Err(e)) => return Err(e.into()),
         };
         let repo = self.open_repo(destination).await?;
-        repo.put_key_envelope(account.id, &keys.key_id(), &envelope)
-            .await?;
+        match repo
+            .put_key_envelope(account.id, &keys.key_id(), &envelope)
+            .await
+        {
+            // The same keys under the previous master key (a rotation that did not reach
+            // this destination): the catalog's copy is current.
+            Err(Error::AlreadyExists { .. }) => {
+                repo.replace_key_envelope(account.id, &keys.key_id(), &envelope)
+                    .await?
+            }
+            other => other?,
+        }
         Ok(repo.account(account.id, keys.sealer(), opener))
     }
 

@@ -3,11 +3,14 @@
 
 use std::path::Path;
 
-use backup_core::engine::{ProgressSink, no_progress};
-use backup_core::model::{Account, EncryptionMode, OwnerKey};
+use backup_core::engine::no_progress;
+use backup_core::model::{EncryptionMode, OwnerKey};
 use backup_core::ports::{Event, EventKind, Notifier};
 use backup_core::{Error, ErrorKind};
-use backup_examples::{RestoreRequest, Service, compare_trees, generate_sample_account};
+use backup_examples::{Service, compare_trees, generate_sample_account};
+
+mod common;
+use common::{count_objects, restore_all};
 
 #[derive(Debug, Default)]
 struct Events(std::sync::Mutex<Vec<Event>>);
@@ -17,56 +20,6 @@ impl Notifier for Events {
     async fn notify(&self, event: &Event) {
         self.0.lock().unwrap().push(event.clone());
     }
-}
-
-async fn restore_all(
-    service: &Service,
-    account: &Account,
-    snapshot: &backup_core::model::Snapshot,
-    target: &Path,
-    key: Option<OwnerKey>,
-) -> backup_core::Result<()> {
-    let items = snapshot
-        .items
-        .iter()
-        .map(|i| (i.kind, snapshot.clone()))
-        .collect();
-    let progress: ProgressSink = no_progress();
-    service
-        .restore(
-            account,
-            RestoreRequest {
-                items,
-                paths: vec![],
-                target: target.to_path_buf(),
-                owner_key: key,
-                merge: false,
-                dry_run: false,
-            },
-            &progress,
-        )
-        .await
-        .map(|_| ())
-}
-
-fn count_objects(dir: &Path, account: &Account) -> usize {
-    let root = dir.join("accounts").join(account.id.to_string());
-    fn walk(p: &Path) -> usize {
-        std::fs::read_dir(p)
-            .map(|rd| {
-                rd.flatten()
-                    .map(|e| {
-                        if e.path().is_dir() {
-                            walk(&e.path())
-                        } else {
-                            1
-                        }
-                    })
-                    .sum()
-            })
-            .unwrap_or(0)
-    }
-    walk(&root)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -158,14 +158,7 @@ impl Repository {
         key_id: &str,
         envelope: &[u8],
     ) -> Result<()> {
-        if key_id.is_empty()
-            || !key_id
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || c == '-')
-        {
-            return Err(Error::invalid("key id", format!("{key_id:?}")));
-        }
-        let path = layout::keys(&self.root, account).join(key_id);
+        let path = self.key_envelope_path(account, key_id)?;
         let opts = PutOptions {
             mode: PutMode::Create,
             ..Default::default()
@@ -188,6 +181,33 @@ impl Repository {
             }
             Err(e) => Err(e.into()),
         }
+    }
+
+    /// Writes a key envelope, replacing one of the same name: the same keys wrapped under
+    /// another master key (after a rotation). A single put, so the destination never holds
+    /// no envelope for the key while it is replaced.
+    pub async fn replace_key_envelope(
+        &self,
+        account: AccountId,
+        key_id: &str,
+        envelope: &[u8],
+    ) -> Result<()> {
+        let path = self.key_envelope_path(account, key_id)?;
+        self.store
+            .put(&path, PutPayload::from(envelope.to_vec()))
+            .await?;
+        Ok(())
+    }
+
+    fn key_envelope_path(&self, account: AccountId, key_id: &str) -> Result<Path> {
+        if key_id.is_empty()
+            || !key_id
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-')
+        {
+            return Err(Error::invalid("key id", format!("{key_id:?}")));
+        }
+        Ok(layout::keys(&self.root, account).join(key_id))
     }
 
     /// Deletes a key envelope object (crypto-shredding that copy).
