@@ -47,6 +47,9 @@ impl BarProgress {
     }
 
     fn refresh(&self) {
+        if self.bar.is_hidden() {
+            return;
+        }
         let item = self.item.lock().map(|s| s.clone()).unwrap_or_default();
         let files = self.files.load(Ordering::Relaxed);
         self.bar.set_message(format!("{item}: {files} files,"));
@@ -63,8 +66,8 @@ impl Progress for BarProgress {
                 self.refresh();
             }
             ProgressEvent::Bytes { bytes } => self.bar.inc(bytes),
-            ProgressEvent::FileDone => {
-                self.files.fetch_add(1, Ordering::Relaxed);
+            // The message is redrawn at most every 64 files (the bar ticks on its own).
+            ProgressEvent::FileDone if self.files.fetch_add(1, Ordering::Relaxed) % 64 == 63 => {
                 self.refresh();
             }
             _ => {}

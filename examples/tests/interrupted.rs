@@ -109,7 +109,9 @@ async fn key_reset_interrupted_at_every_store_call_resumes() {
                 .await
                 .unwrap();
             let t = dir.path().join(format!("new-{}", account.username));
-            restore_all(&service, &account, &fresh, &t, None).await.unwrap();
+            restore_all(&service, &account, &fresh, &t, None)
+                .await
+                .unwrap();
             assert_eq!(compare_trees(&live, &t).unwrap(), None);
         }
         eprintln!("reset: {interrupted} interruptions (lost responses: {lost_responses})");
@@ -155,9 +157,15 @@ async fn master_key_rotation_interrupted_at_every_store_call_resumes() {
     let check_all = async |service: &Service, tag: &str| {
         for (account, key, live, snapshot) in &accounts {
             let t = dir.path().join(format!("{tag}-{}", account.username));
-            restore_all(service, account, snapshot, &t, key.clone().map(OwnerKey::new))
-                .await
-                .unwrap_or_else(|e| panic!("{tag}: {}: {e}", account.username));
+            restore_all(
+                service,
+                account,
+                snapshot,
+                &t,
+                key.clone().map(OwnerKey::new),
+            )
+            .await
+            .unwrap_or_else(|e| panic!("{tag}: {}: {e}", account.username));
             assert_eq!(compare_trees(live, &t).unwrap(), None, "{tag}");
         }
     };

@@ -21,7 +21,7 @@ use crate::repo::{AccountRepo, Node, SnapshotObject, Tree, TreeEntry};
 
 /// Finished packs waiting for upload at most (with the open packs of the workers, this
 /// bounds a backup's memory whatever the data size).
-const UPLOAD_QUEUE: usize = 2;
+const UPLOAD_QUEUE: usize = 1;
 
 /// What to back up.
 #[derive(Debug, Clone)]

@@ -96,34 +96,43 @@ fn system_time(mtime_ns: i64) -> SystemTime {
     }
 }
 
-/// Creates an empty temporary sibling for `dir/name` with exclusive create (never through
-/// a planted symlink); the restore writes into it and [`finish_file`] moves it into place.
-pub(crate) fn create_temp(dir: &Path, name: &[u8]) -> Result<PathBuf> {
+/// A fresh temporary name beside `dir/name` (hidden, unique); nothing is created yet.
+pub(crate) fn temp_path(dir: &Path, name: &[u8]) -> PathBuf {
     let mut tmp_name = b".".to_vec();
     tmp_name.extend_from_slice(&name[..name.len().min(100)]);
     tmp_name.extend_from_slice(format!(".restore-{}", uuid::Uuid::new_v4().simple()).as_bytes());
-    let tmp = dir.join(OsStr::from_bytes(&tmp_name));
+    dir.join(OsStr::from_bytes(&tmp_name))
+}
+
+/// Creates the temporary file `tmp` with exclusive create (never through a planted
+/// symlink), open for writing; the restore writes into it and [`finish_file`] moves it into
+/// place.
+pub(crate) fn create_temp(tmp: &Path) -> Result<std::fs::File> {
     std::fs::OpenOptions::new()
         .write(true)
         .create_new(true)
-        .open(&tmp)
-        .map_err(|e| Error::io(&tmp, e))?;
-    Ok(tmp)
+        .open(tmp)
+        .map_err(|e| Error::io(tmp, e))
 }
 
-/// Sets a completed temporary file's mode and mtime and renames it over `dir/name` (a
-/// directory in the way is removed: the snapshot has a file there).
+/// Sets a completed temporary file's mode and mtime (through `file`, open on `tmp`, or by
+/// opening `tmp`) and renames it over `dir/name` (a directory in the way is removed: the
+/// snapshot has a file there).
 pub(crate) fn finish_file(
+    file: Option<std::fs::File>,
     dir: &Path,
     name: &[u8],
     tmp: &Path,
     mode: u32,
     mtime_ns: i64,
 ) -> Result<()> {
-    let file = std::fs::OpenOptions::new()
-        .write(true)
-        .open(tmp)
-        .map_err(|e| Error::io(tmp, e))?;
+    let file = match file {
+        Some(f) => f,
+        None => std::fs::OpenOptions::new()
+            .write(true)
+            .open(tmp)
+            .map_err(|e| Error::io(tmp, e))?,
+    };
     file.set_permissions(std::fs::Permissions::from_mode(mode & 0o777))
         .map_err(|e| Error::io(tmp, e))?;
     file.set_modified(system_time(mtime_ns))

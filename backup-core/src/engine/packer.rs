@@ -16,7 +16,7 @@ use std::thread::JoinHandle;
 use tokio::sync::mpsc;
 
 use crate::error::{Error, Result};
-use crate::model::ChunkId;
+use crate::model::{ChunkId, IdHasherBuilder};
 use crate::ports::ContentSealer;
 use crate::repo::{BlobCodec, BlobKind, FinishedPack, PackWriter};
 
@@ -45,8 +45,8 @@ pub(crate) fn workers_closed() -> Error {
 /// Walker side: hashes, deduplicates and dispatches blobs.
 pub(crate) struct BlobSink {
     sealer: Arc<dyn ContentSealer>,
-    known: HashSet<ChunkId>,
-    referenced: HashSet<ChunkId>,
+    known: HashSet<ChunkId, IdHasherBuilder>,
+    referenced: HashSet<ChunkId, IdHasherBuilder>,
     jobs: Option<SyncSender<Job>>,
     pub(crate) stats: PackStats,
 }
@@ -118,7 +118,7 @@ impl std::fmt::Debug for PackWorkers {
 /// Settings of the pack workers.
 pub(crate) struct PackerConfig {
     pub(crate) sealer: Arc<dyn ContentSealer>,
-    pub(crate) known: HashSet<ChunkId>,
+    pub(crate) known: HashSet<ChunkId, IdHasherBuilder>,
     pub(crate) pack_size: usize,
     pub(crate) level: i32,
     pub(crate) threads: usize,
@@ -130,7 +130,7 @@ pub(crate) fn start(
     packs: mpsc::Sender<FinishedPack>,
 ) -> Result<(BlobSink, PackWorkers)> {
     let threads = config.threads.max(1);
-    let (tx, rx) = sync_channel::<Job>(threads * 2);
+    let (tx, rx) = sync_channel::<Job>(threads);
     let rx = Arc::new(Mutex::new(rx));
     let mut handles = Vec::with_capacity(threads);
     for i in 0..threads {
@@ -154,7 +154,7 @@ pub(crate) fn start(
     let sink = BlobSink {
         sealer: config.sealer,
         known: config.known,
-        referenced: HashSet::new(),
+        referenced: HashSet::default(),
         jobs: Some(tx),
         stats: PackStats::default(),
     };

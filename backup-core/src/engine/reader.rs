@@ -1,4 +1,4 @@
-//! Reading blobs back: fetches whole packs (each checked against its id), keeps the few most
+//! Reading blobs back: fetches whole packs (header and trailer checked), keeps the few most
 //! recent in memory, opens and authenticates blobs. Used from blocking threads.
 
 use std::collections::{HashMap, VecDeque};
@@ -8,7 +8,7 @@ use bytes::Bytes;
 use tokio::runtime::Handle;
 
 use crate::error::{Error, Result};
-use crate::model::{ChunkId, PackId};
+use crate::model::{ChunkId, IdHasherBuilder, PackId};
 use crate::ports::OpenSession;
 use crate::repo::{AccountRepo, BlobCodec, BlobLocator, TrailerEntry, Tree};
 
@@ -26,7 +26,7 @@ pub(crate) struct BlobReader {
 struct CachedPack {
     id: PackId,
     bytes: Bytes,
-    entries: HashMap<ChunkId, TrailerEntry>,
+    entries: HashMap<ChunkId, TrailerEntry, IdHasherBuilder>,
     session: Arc<dyn OpenSession>,
 }
 
@@ -57,14 +57,25 @@ impl BlobReader {
         })
     }
 
-    /// The pack, fetched once while it stays in the small cache. Its id (a keyed hash of
-    /// every byte) is checked, and blobs are located through the pack's own trailer: the
-    /// index only says which pack to fetch.
+    /// Another reader of the same account and locator, with an empty cache of the same
+    /// capacity (for a second thread).
+    pub(crate) fn fork(&self) -> Result<Self> {
+        Self::new(
+            self.repo.clone(),
+            self.locator.clone(),
+            self.handle.clone(),
+            self.capacity,
+        )
+    }
+
+    /// The pack, fetched once while it stays in the small cache. Its header and MAC-checked
+    /// trailer are checked, blobs are located through the pack's own trailer (the index only
+    /// says which pack to fetch), and each blob is authenticated when opened.
     fn pack(&mut self, id: &PackId) -> Result<usize> {
         if let Some(i) = self.cache.iter().position(|p| p.id == *id) {
             return Ok(i);
         }
-        let (bytes, trailer) = self.handle.block_on(self.repo.get_pack(id))?;
+        let (bytes, trailer) = self.handle.block_on(self.repo.get_pack_for_reading(id))?;
         let session: Arc<dyn OpenSession> = Arc::from(
             self.repo
                 .require_opener()?

@@ -8,12 +8,16 @@
 //! Reading trees first keeps tree packs and data packs out of each other's cache, so each
 //! data pack is fetched about once: files are written in the order the backup packed them.
 
+use std::collections::hash_map::Entry;
 use std::collections::{HashMap, HashSet};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::FileExt;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 
-use super::fs_write::{SafeDirs, create_temp, finish_dir, finish_file, prune, write_symlink};
+use super::fs_write::{
+    SafeDirs, create_temp, finish_dir, finish_file, prune, temp_path, write_symlink,
+};
 use super::progress::{ProgressEvent, ProgressSink};
 use super::reader::BlobReader;
 use crate::error::Result;
@@ -144,7 +148,28 @@ struct Pending {
     size: u64,
     mode: u32,
     mtime_ns: i64,
-    written: u64,
+}
+
+impl Pending {
+    fn finish(&self, file: Option<std::fs::File>, written: u64) -> Result<()> {
+        if written != self.size {
+            return Err(crate::Error::integrity(
+                self.dir
+                    .join(std::ffi::OsStr::from_bytes(&self.name))
+                    .display()
+                    .to_string(),
+                format!("chunks hold {written} bytes, the tree says {}", self.size),
+            ));
+        }
+        finish_file(
+            file,
+            &self.dir,
+            &self.name,
+            &self.tmp,
+            self.mode,
+            self.mtime_ns,
+        )
+    }
 }
 
 /// Open temporary files kept between writes (a small cache: large files get many chunks).
@@ -152,9 +177,9 @@ const OPEN_FILES: usize = 64;
 
 /// Pass 2: writes what `plan` lists under `dirs`' root. Directories and links first, then
 /// every file into an exclusive temporary sibling, pack by pack (each pack is fetched once,
-/// each blob opened once however many files share it, written with positioned writes), then
-/// each complete file is moved into place. On any failure every temporary file is removed,
-/// so no file that failed authentication is left anywhere.
+/// each blob opened once however many files share it, written with positioned writes), and
+/// each file is moved into place as soon as it is complete. On any failure every temporary
+/// file is removed, so no file that failed authentication is left anywhere.
 pub(crate) fn write(
     plan: TreePlan,
     reader: &mut BlobReader,
@@ -180,7 +205,7 @@ pub(crate) fn write(
                 } => {
                     let (name, parent) = split(path)?;
                     let dir = dirs.ensure(&refs(parent))?;
-                    let tmp = create_temp(&dir, name)?;
+                    let tmp = temp_path(&dir, name);
                     pending.push(Pending {
                         dir,
                         name: name.to_vec(),
@@ -188,7 +213,6 @@ pub(crate) fn write(
                         size: *size,
                         mode: *mode,
                         mtime_ns: *mtime_ns,
-                        written: 0,
                     });
                     chunk_lists.push(chunks);
                 }
@@ -200,29 +224,16 @@ pub(crate) fn write(
                 }
             }
         }
-        write_data(reader, &chunk_lists, &mut pending, progress)?;
-        for p in &pending {
-            if p.written != p.size {
-                return Err(crate::Error::integrity(
-                    p.dir
-                        .join(std::ffi::OsStr::from_bytes(&p.name))
-                        .display()
-                        .to_string(),
-                    format!("chunks hold {} bytes, the tree says {}", p.written, p.size),
-                ));
-            }
-        }
-        Ok(())
+        write_data(reader, &chunk_lists, &pending, progress)
     })();
     if let Err(e) = result {
+        // Files already moved into place are complete and authenticated; the rest go.
         for p in &pending {
             let _ = std::fs::remove_file(&p.tmp);
         }
         return Err(e);
     }
     for p in &pending {
-        finish_file(&p.dir, &p.name, &p.tmp, p.mode, p.mtime_ns)?;
-        progress.event(ProgressEvent::FileDone);
         stats.files += 1;
         stats.bytes += p.size;
     }
@@ -245,34 +256,141 @@ pub(crate) fn write(
     Ok(stats)
 }
 
-/// Writes every chunk of every pending file, grouped by pack in order of first use.
+/// Where one blob goes: chunk id, plaintext length, file index, offset in the file.
+type Need = (ChunkId, u32, usize, u64);
+
+/// Writes every chunk of every pending file, grouped by pack in order of first use, and
+/// moves each file into place once complete. Packs are shared out among one thread per core
+/// (each with its own reader), so fetching, opening, writing and finishing files overlap;
+/// each pack is still fetched once and each blob opened once. A file whose chunks all lie in
+/// one pack (most files) is created, written and finished by the thread holding that pack,
+/// through one open handle; the others are created first and finished at the end.
 fn write_data(
     reader: &mut BlobReader,
     chunk_lists: &[&[ChunkId]],
-    pending: &mut [Pending],
+    pending: &[Pending],
     progress: &ProgressSink,
 ) -> Result<()> {
-    // Where each blob goes: (file, offset), grouped by pack, packs in order of first use.
-    let mut order: Vec<PackId> = Vec::new();
-    let mut by_pack: HashMap<PackId, Vec<(ChunkId, u32, usize, u64)>> = HashMap::new();
+    // Where each blob goes, grouped by pack, packs in order of first use; each file's pack
+    // when it has exactly one.
+    let mut slot_of: HashMap<PackId, usize> = HashMap::new();
+    let mut by_pack: Vec<Vec<Need>> = Vec::new();
+    let mut home: Vec<Option<usize>> = Vec::with_capacity(chunk_lists.len());
     for (file, chunks) in chunk_lists.iter().enumerate() {
         let mut offset = 0u64;
+        let mut packs = (None, false);
         for id in chunks.iter() {
             let (pack, len) = reader.locate(id)?;
-            by_pack
-                .entry(pack)
-                .or_insert_with(|| {
-                    order.push(pack);
-                    Vec::new()
-                })
-                .push((*id, len, file, offset));
+            let slot = *slot_of.entry(pack).or_insert_with(|| {
+                by_pack.push(Vec::new());
+                by_pack.len() - 1
+            });
+            by_pack[slot].push((*id, len, file, offset));
             offset += u64::from(len);
+            packs = match packs {
+                (None, _) => (Some(slot), false),
+                (Some(first), many) => (Some(first), many || first != slot),
+            };
+        }
+        home.push(match packs {
+            (Some(slot), false) => Some(slot),
+            _ => None,
+        });
+    }
+    for (p, h) in pending.iter().zip(&home) {
+        if h.is_none() {
+            create_temp(&p.tmp)?;
         }
     }
-    let mut open: HashMap<usize, std::fs::File> = HashMap::new();
-    for pack in order {
-        let mut needs = by_pack.remove(&pack).unwrap_or_default();
+    for needs in &mut by_pack {
         needs.sort_unstable_by_key(|n| (n.0, n.2, n.3));
+    }
+    let threads = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
+        .clamp(1, 8)
+        .min(by_pack.len().max(1));
+    let mut readers = Vec::with_capacity(threads);
+    for _ in 1..threads {
+        readers.push(reader.fork()?);
+    }
+    let written: Vec<AtomicU64> = pending.iter().map(|_| AtomicU64::new(0)).collect();
+    let next = AtomicUsize::new(0);
+    let failed = AtomicBool::new(false);
+    let shared = Shared {
+        by_pack: &by_pack,
+        home: &home,
+        pending,
+        written: &written,
+        next: &next,
+        failed: &failed,
+        progress,
+    };
+    let results: Vec<Result<()>> = std::thread::scope(|scope| {
+        let handles: Vec<_> = readers
+            .iter_mut()
+            .map(|r| scope.spawn(|| shared.run(r)))
+            .collect();
+        let mut results = vec![shared.run(reader)];
+        for h in handles {
+            results.push(h.join().unwrap_or_else(|_| {
+                Err(crate::Error::Internal {
+                    reason: "restore writer thread panicked".into(),
+                })
+            }));
+        }
+        results
+    });
+    for r in results {
+        r?;
+    }
+    for ((p, h), w) in pending.iter().zip(&home).zip(&written) {
+        if h.is_none() {
+            p.finish(None, w.load(Ordering::Relaxed))?;
+            progress.event(ProgressEvent::FileDone);
+        }
+    }
+    Ok(())
+}
+
+/// What the threads of [`write_data`] share.
+struct Shared<'a> {
+    by_pack: &'a [Vec<Need>],
+    /// Per file: the one pack holding all its chunks, if there is one.
+    home: &'a [Option<usize>],
+    pending: &'a [Pending],
+    written: &'a [AtomicU64],
+    next: &'a AtomicUsize,
+    failed: &'a AtomicBool,
+    progress: &'a ProgressSink,
+}
+
+impl Shared<'_> {
+    /// Takes packs until none is left (or another thread failed).
+    fn run(&self, reader: &mut BlobReader) -> Result<()> {
+        let mut open: HashMap<usize, std::fs::File> = HashMap::new();
+        while !self.failed.load(Ordering::Relaxed) {
+            let slot = self.next.fetch_add(1, Ordering::Relaxed);
+            let Some(needs) = self.by_pack.get(slot) else {
+                return Ok(());
+            };
+            if let Err(e) = self.write_pack(reader, slot, needs, &mut open) {
+                self.failed.store(true, Ordering::Relaxed);
+                return Err(e);
+            }
+        }
+        Ok(())
+    }
+
+    fn write_pack(
+        &self,
+        reader: &mut BlobReader,
+        slot: usize,
+        needs: &[Need],
+        open: &mut HashMap<usize, std::fs::File>,
+    ) -> Result<()> {
+        // The files this pack completes, created on their first chunk.
+        let mut owned: HashMap<usize, std::fs::File> = HashMap::new();
         let mut i = 0;
         while i < needs.len() {
             let (id, len, _, _) = needs[i];
@@ -285,28 +403,39 @@ fn write_data(
             }
             while i < needs.len() && needs[i].0 == id {
                 let (_, _, file, offset) = needs[i];
-                if !open.contains_key(&file) {
-                    if open.len() >= OPEN_FILES {
+                let tmp = &self.pending[file].tmp;
+                let f = if self.home[file] == Some(slot) {
+                    match owned.entry(file) {
+                        Entry::Occupied(e) => e.into_mut(),
+                        Entry::Vacant(e) => e.insert(create_temp(tmp)?),
+                    }
+                } else {
+                    if !open.contains_key(&file) && open.len() >= OPEN_FILES {
                         open.clear();
                     }
-                    let tmp = &pending[file].tmp;
-                    let f = std::fs::OpenOptions::new()
-                        .write(true)
-                        .open(tmp)
-                        .map_err(|e| crate::Error::io(tmp, e))?;
-                    open.insert(file, f);
-                }
-                if let Some(f) = open.get(&file) {
-                    f.write_all_at(&data, offset)
-                        .map_err(|e| crate::Error::io(&pending[file].tmp, e))?;
-                }
-                pending[file].written += data.len() as u64;
-                progress.event(ProgressEvent::Bytes {
+                    match open.entry(file) {
+                        Entry::Occupied(e) => e.into_mut(),
+                        Entry::Vacant(e) => e.insert(
+                            std::fs::OpenOptions::new()
+                                .write(true)
+                                .open(tmp)
+                                .map_err(|e| crate::Error::io(tmp, e))?,
+                        ),
+                    }
+                };
+                f.write_all_at(&data, offset)
+                    .map_err(|e| crate::Error::io(tmp, e))?;
+                self.written[file].fetch_add(data.len() as u64, Ordering::Relaxed);
+                self.progress.event(ProgressEvent::Bytes {
                     bytes: data.len() as u64,
                 });
                 i += 1;
             }
         }
+        for (file, f) in owned {
+            self.pending[file].finish(Some(f), self.written[file].load(Ordering::Relaxed))?;
+            self.progress.event(ProgressEvent::FileDone);
+        }
+        Ok(())
     }
-    Ok(())
 }

@@ -17,7 +17,7 @@ use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
-use crate::model::{AccountId, ChunkId, DestinationId, ItemKind};
+use crate::model::{AccountId, ChunkId, DestinationId, IdHasherBuilder, ItemKind};
 use crate::ports::{MacDomain, ServerKeys};
 
 const MAGIC: &[u8; 8] = b"BKUPSTAT";
@@ -141,7 +141,7 @@ impl CachedFile {
 /// The cache of one backup, keyed by the keyed hash of item and path.
 #[derive(Debug, Default)]
 pub(crate) struct StatCache {
-    pub(crate) entries: HashMap<[u8; 32], CachedFile>,
+    pub(crate) entries: HashMap<[u8; 32], CachedFile, IdHasherBuilder>,
 }
 
 /// The key of a file: keyed hash of the item code and the path bytes under the item root.

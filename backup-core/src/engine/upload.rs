@@ -7,7 +7,7 @@ use crate::error::Result;
 use crate::repo::{AccountRepo, FinishedPack, IndexedPack};
 
 /// Packs uploaded at once.
-const CONCURRENT_UPLOADS: usize = 4;
+const CONCURRENT_UPLOADS: usize = 2;
 
 /// Result of the upload stage.
 #[derive(Debug, Default)]

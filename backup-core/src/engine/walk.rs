@@ -114,15 +114,17 @@ impl Walker {
         rel: &[u8],
         excludes: &PathFilter,
     ) -> Result<(ChunkId, ItemStats)> {
-        let mut names: Vec<std::ffi::OsString> = Vec::new();
+        // Entries are kept for their `metadata`, an `fstatat` relative to the open directory
+        // (no walk of the whole path for each of thousands of files).
+        let mut entries: Vec<(std::ffi::OsString, std::fs::DirEntry)> = Vec::new();
         for entry in std::fs::read_dir(dir).map_err(|e| Error::io(dir, e))? {
             let entry = entry.map_err(|e| Error::io(dir, e))?;
-            names.push(entry.file_name());
+            entries.push((entry.file_name(), entry));
         }
-        names.sort_by(|a, b| a.as_bytes().cmp(b.as_bytes()));
+        entries.sort_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
 
         let mut tree = Tree::default();
-        for name in names {
+        for (name, entry) in entries {
             let path = dir.join(&name);
             let mut rel_child = rel.to_vec();
             if !rel_child.is_empty() {
@@ -132,7 +134,7 @@ impl Walker {
             if !excludes.is_empty() && excludes.matches(&String::from_utf8_lossy(&rel_child)) {
                 continue;
             }
-            let meta = match std::fs::symlink_metadata(&path) {
+            let meta = match entry.metadata() {
                 Ok(m) => m,
                 Err(e) => {
                     self.skip(&path, &e);

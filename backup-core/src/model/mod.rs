@@ -16,8 +16,8 @@ pub use account::{
     Severity, Username,
 };
 pub use ids::{
-    AccountId, ChunkId, DestinationId, DownloadId, JobId, OrganizationId, PackId, PriorityGroupId,
-    SnapshotId, TagId,
+    AccountId, ChunkId, DestinationId, DownloadId, IdHasher, IdHasherBuilder, JobId,
+    OrganizationId, PackId, PriorityGroupId, SnapshotId, TagId,
 };
 pub use item::ItemKind;
 pub use job::{Destination, Job, RetentionPolicy, Schedule};

@@ -66,7 +66,7 @@ impl Default for RepoConfig {
     fn default() -> Self {
         Self {
             chunker: ChunkerParams::default(),
-            pack_size: 16 * 1024 * 1024,
+            pack_size: 8 * 1024 * 1024,
         }
     }
 }

@@ -14,7 +14,7 @@ use std::collections::HashMap;
 
 use super::format::{ByteReader, FORMAT_VERSION, PACK_MAGIC, TRAILER_MAGIC, len_u32};
 use crate::error::{Error, Result};
-use crate::model::{ChunkId, PackId};
+use crate::model::{ChunkId, IdHasherBuilder, PackId};
 use crate::ports::{MacDomain, OpenSession, SealSession, ServerKeys};
 
 /// Length of the fixed footer at the end of every pack.
@@ -239,13 +239,23 @@ pub fn read_pack(keys: &ServerKeys, id: &PackId, bytes: &[u8]) -> Result<PackTra
             "pack does not match its id (tampered, truncated or from another account)",
         ));
     }
-    let mut r = ByteReader::new(bytes, &object);
+    check_pack(keys, &object, bytes)
+}
+
+/// Parses a whole pack's header and authenticated trailer without hashing every byte: for
+/// reading blobs, which are authenticated one by one (see `AccountRepo::get_pack_for_reading`).
+pub fn read_pack_unhashed(keys: &ServerKeys, id: &PackId, bytes: &[u8]) -> Result<PackTrailer> {
+    check_pack(keys, &format!("pack {id}"), bytes)
+}
+
+fn check_pack(keys: &ServerKeys, object: &str, bytes: &[u8]) -> Result<PackTrailer> {
+    let mut r = ByteReader::new(bytes, object);
     r.magic_and_version(PACK_MAGIC)?;
-    let kind = BlobKind::from_code(r.u8()?, &object)?;
-    let trailer = read_trailer(keys, bytes, bytes.len() as u64, &object)?;
+    let kind = BlobKind::from_code(r.u8()?, object)?;
+    let trailer = read_trailer(keys, bytes, bytes.len() as u64, object)?;
     if trailer.kind != kind {
         return Err(Error::integrity(
-            &object,
+            object,
             "header and trailer disagree on kind",
         ));
     }
@@ -354,10 +364,16 @@ impl PackWriter {
     }
 }
 
+/// Blobs from this size on are sampled before a full compression attempt.
+pub(crate) const SAMPLED_FROM: usize = 256 * 1024;
+/// Size of each sampled window.
+pub(crate) const SAMPLE_LEN: usize = 16 * 1024;
+
 /// Reusable zstd contexts for encoding and decoding blobs (one per worker thread).
 pub struct BlobCodec {
     compressor: zstd::bulk::Compressor<'static>,
     decompressor: zstd::bulk::Decompressor<'static>,
+    sample: Vec<u8>,
 }
 
 impl std::fmt::Debug for BlobCodec {
@@ -375,6 +391,7 @@ impl BlobCodec {
         Ok(Self {
             compressor: zstd::bulk::Compressor::new(level).map_err(internal)?,
             decompressor: zstd::bulk::Decompressor::new().map_err(internal)?,
+            sample: Vec::with_capacity(SAMPLE_LEN),
         })
     }
 
@@ -382,7 +399,7 @@ impl BlobCodec {
     /// The output buffer is bounded by the input size, so incompressible data costs little.
     pub fn encode(&mut self, plaintext: &[u8]) -> (Compression, Vec<u8>) {
         let len = plaintext.len();
-        if len >= 128 {
+        if len >= 128 && self.sample_compresses(plaintext) {
             let limit = len - len / 32;
             // Room for the nonce and tag a sealer appends, so sealing does not reallocate.
             let mut out = Vec::with_capacity(limit + 64);
@@ -404,7 +421,7 @@ impl BlobCodec {
     /// pay, the same buffer is returned (give it spare capacity for the seal's nonce and tag).
     pub fn encode_owned(&mut self, plaintext: Vec<u8>) -> (Compression, Vec<u8>) {
         let len = plaintext.len();
-        if len >= 128 {
+        if len >= 128 && self.sample_compresses(&plaintext) {
             let limit = len - len / 32;
             let mut out = Vec::with_capacity(limit + 64);
             if self
@@ -417,6 +434,31 @@ impl BlobCodec {
             }
         }
         (Compression::None, plaintext)
+    }
+
+    /// For blobs of at least [`SAMPLED_FROM`] bytes, whether three windows of
+    /// [`SAMPLE_LEN`] (start, middle, end) compress by the same 1/32: incompressible data
+    /// (media, archives, encrypted files) then costs three small attempts instead of a full
+    /// pass. Smaller blobs always get the full attempt.
+    fn sample_compresses(&mut self, plaintext: &[u8]) -> bool {
+        let len = plaintext.len();
+        if len < SAMPLED_FROM {
+            return true;
+        }
+        let limit = 3 * (SAMPLE_LEN - SAMPLE_LEN / 32);
+        let mut out = 0;
+        for at in [0, len / 2 - SAMPLE_LEN / 2, len - SAMPLE_LEN] {
+            self.sample.clear();
+            match self
+                .compressor
+                .compress_to_buffer(&plaintext[at..at + SAMPLE_LEN], &mut self.sample)
+            {
+                Ok(n) => out += n,
+                // The window did not fit in its own size: incompressible.
+                Err(_) => out += SAMPLE_LEN,
+            }
+        }
+        out <= limit
     }
 
     /// Opens, decodes and authenticates one sealed blob: after opening and decompressing, its
@@ -453,8 +495,8 @@ impl BlobCodec {
 /// Where each blob of a set of packs lives.
 #[derive(Debug, Default, Clone)]
 pub struct BlobLocator {
-    blobs: HashMap<ChunkId, (PackId, TrailerEntry)>,
-    packs: HashMap<PackId, PackTrailer>,
+    blobs: HashMap<ChunkId, (PackId, TrailerEntry), IdHasherBuilder>,
+    packs: HashMap<PackId, PackTrailer, IdHasherBuilder>,
 }
 
 impl BlobLocator {

@@ -84,6 +84,30 @@ fn compression_is_skipped_when_it_does_not_shrink() {
 }
 
 #[test]
+fn large_blobs_are_sampled_before_compression() {
+    let mut codec = BlobCodec::new(1).unwrap();
+    let mut x = 7u64;
+    let random: Vec<u8> = (0..SAMPLED_FROM * 2)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect();
+    let (c, enc) = codec.encode_owned(random.clone());
+    assert_eq!(c, Compression::None);
+    assert_eq!(enc, random);
+    // Compressible windows: the whole blob is compressed and decodes back.
+    let mut mixed = b"<p>some page text</p>\n".repeat(SAMPLED_FROM / 10);
+    mixed.extend_from_slice(&random[..SAMPLED_FROM / 4]);
+    let (c, enc) = codec.encode(&mixed);
+    assert_eq!(c, Compression::Zstd);
+    assert!(enc.len() < mixed.len() / 2);
+    assert_eq!(zstd::bulk::decompress(&enc, mixed.len()).unwrap(), mixed);
+}
+
+#[test]
 fn trailer_from_another_account_is_refused() {
     let (pack, _) = build(&[b"data".to_vec()], BlobKind::Tree);
     let other = ServerKeys::new([1; 32], [2; 32], 3);
