@@ -10,7 +10,7 @@ use backup_core::{Error, ErrorKind};
 use backup_examples::{Service, compare_trees, generate_sample_account};
 
 mod common;
-use common::{count_objects, restore_all};
+use common::{backed_up_accounts, count_objects, restore_all};
 
 #[derive(Debug, Default)]
 struct Events(std::sync::Mutex<Vec<Event>>);
@@ -142,33 +142,8 @@ async fn catalog_rebuild_and_master_key_rotation_restore_everything() {
         .add_destination("d", &format!("file://{}", dest_dir.display()))
         .await
         .unwrap();
-    let progress = no_progress();
-    let mut accounts = Vec::new();
-    for (i, mode) in [
-        EncryptionMode::None,
-        EncryptionMode::ServerKey,
-        EncryptionMode::OwnerKey,
-    ]
-    .into_iter()
-    .enumerate()
-    {
-        let live = dir.path().join(format!("live{i}"));
-        generate_sample_account(&live, 30 + i * 10).unwrap();
-        let out = service
-            .add_account(&format!("user{i}"), None, mode, &["*.log".to_owned()])
-            .await
-            .unwrap();
-        let snap = service
-            .backup(&out.account, &live, "d", &progress)
-            .await
-            .unwrap();
-        accounts.push((
-            out.account,
-            out.owner_key.map(|k| k.expose().to_owned()),
-            live,
-            snap,
-        ));
-    }
+    let accounts =
+        backed_up_accounts(&service, dir.path(), |i| 30 + i * 10, &["*.log".to_owned()]).await;
 
     // Rotate the master key: everything still opens.
     assert_eq!(service.rotate_master_key().await.unwrap(), 3);

@@ -12,7 +12,7 @@ use backup_storage::object_store::ObjectStore;
 use backup_storage::{FaultPlan, FaultStore};
 
 mod common;
-use common::{count_objects, restore_all};
+use common::{backed_up_accounts, count_objects, restore_all};
 
 type Faulty = FaultStore<Arc<dyn ObjectStore>>;
 
@@ -131,28 +131,7 @@ async fn master_key_rotation_interrupted_at_every_store_call_resumes() {
         .add_destination("d", &format!("file://{}", dest.display()))
         .await
         .unwrap();
-    let mut accounts = Vec::new();
-    for (i, mode) in [
-        EncryptionMode::None,
-        EncryptionMode::ServerKey,
-        EncryptionMode::OwnerKey,
-    ]
-    .into_iter()
-    .enumerate()
-    {
-        let live = dir.path().join(format!("live{i}"));
-        generate_sample_account(&live, 5 + i).unwrap();
-        let out = service
-            .add_account(&format!("user{i}"), None, mode, &[])
-            .await
-            .unwrap();
-        let snapshot = service
-            .backup(&out.account, &live, "d", &no_progress())
-            .await
-            .unwrap();
-        let key = out.owner_key.map(|k| k.expose().to_owned());
-        accounts.push((out.account, key, live, snapshot));
-    }
+    let accounts = backed_up_accounts(&service, dir.path(), |i| 5 + i, &[]).await;
 
     let check_all = async |service: &Service, tag: &str| {
         for (account, key, live, snapshot) in &accounts {
