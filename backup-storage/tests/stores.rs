@@ -356,3 +356,34 @@ async fn sftp_pool_is_small_and_leaves_nothing_behind() {
         root.display()
     );
 }
+
+/// Puts below directories that concurrent deletes keep emptying (and so pruning, shared
+/// parents included) all succeed: creating the directories again is retried, not reported.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+#[ignore = "needs SFTP: run scripts/test.sh"]
+async fn sftp_puts_survive_concurrent_pruning() {
+    let store = sftp_store(
+        &server_env("BACKUP_TEST_SFTP_KEY"),
+        &server_env("BACKUP_TEST_SFTP_KNOWN_HOSTS"),
+    );
+    let prefix = format!("prune-{}", random());
+    let tasks: Vec<_> = (0..16)
+        .map(|task| {
+            let store = store.clone();
+            let prefix = prefix.clone();
+            tokio::spawn(async move {
+                for round in 0..120 {
+                    let key = Path::from(format!("{prefix}/a/{}/{task}-{round}", task % 2));
+                    store.put(&key, vec![task as u8; 64].into()).await?;
+                    store.delete(&key).await?;
+                }
+                Ok::<_, backup_storage::object_store::Error>(())
+            })
+        })
+        .collect();
+    for t in tasks {
+        t.await.unwrap().unwrap();
+    }
+    let root = std::path::Path::new(&server_env("BACKUP_TEST_SFTP_ROOT")).join(&prefix);
+    assert!(!root.exists(), "{} should be gone", root.display());
+}

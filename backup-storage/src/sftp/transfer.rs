@@ -17,9 +17,10 @@ use crate::error::Error;
 
 /// Requests in flight per transfer.
 const PIPELINE: usize = 16;
-/// How often `put` creates missing directories and tries again (a concurrent delete may
-/// remove an empty directory in between).
-const MKDIR_ATTEMPTS: usize = 4;
+/// How often `put` creates missing directories and tries again, and how often one directory
+/// walk starts again (a concurrent delete may remove an empty directory in between). Each
+/// retry means another request made progress, so these cannot spin forever.
+const MKDIR_ATTEMPTS: usize = 16;
 
 /// An SFTP failure as this crate's error; a transport failure takes the connection out of
 /// service.
@@ -291,8 +292,32 @@ pub(crate) fn parent(path: &str) -> Option<&str> {
 }
 
 /// Creates `dir` and its missing parents (existing directories are fine).
+///
+/// A concurrent delete may prune an emptied directory between our creating it and creating
+/// the next level below it (`prune_empty_dirs`); the walk then starts again, a bounded number
+/// of times.
 pub(crate) async fn mkdir_all(conn: &Connection, dir: &str) -> Result<(), Error> {
-    // Walk up to the deepest existing ancestor, then create downwards.
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        match mkdir_walk(conn, dir).await? {
+            Walk::Done => return Ok(()),
+            Walk::Vanished(e) if attempt >= MKDIR_ATTEMPTS => return Err(e),
+            Walk::Vanished(_) => {}
+        }
+    }
+}
+
+/// The outcome of one [`mkdir_walk`].
+enum Walk {
+    Done,
+    /// A directory created during the walk was removed again before the next level was
+    /// made below it.
+    Vanished(Error),
+}
+
+/// One walk up to the deepest existing ancestor, then down creating each level.
+async fn mkdir_walk(conn: &Connection, dir: &str) -> Result<Walk, Error> {
     let mut missing = Vec::new();
     let mut current = dir;
     loop {
@@ -300,37 +325,48 @@ pub(crate) async fn mkdir_all(conn: &Connection, dir: &str) -> Result<(), Error>
             Ok(_) => break,
             Err(e) => {
                 let e = sftp_error(conn, "mkdir", current, e);
-                match conn.sftp.stat(current).await {
-                    Ok(a) if is_directory(&a.attrs) => break,
-                    Ok(_) => {
-                        return Err(Error::Protocol {
-                            path: current.to_owned(),
-                            reason: "a file stands where a directory is needed".into(),
-                        });
-                    }
-                    Err(SftpError::Status(s)) if s.status_code == StatusCode::NoSuchFile => {
-                        match parent(current) {
-                            Some(p) if p != current => {
-                                missing.push(current);
-                                current = p;
-                            }
-                            _ => return Err(e),
+                match existing_dir(conn, current).await? {
+                    Some(true) => break,
+                    Some(false) => return Err(file_in_the_way(current)),
+                    None => match parent(current) {
+                        Some(p) if p != current => {
+                            missing.push(current);
+                            current = p;
                         }
-                    }
-                    Err(other) => return Err(sftp_error(conn, "stat", current, other)),
+                        _ => return Err(e),
+                    },
                 }
             }
         }
     }
     for dir in missing.into_iter().rev() {
         if let Err(e) = conn.sftp.mkdir(dir, FileAttributes::empty()).await {
-            match conn.sftp.stat(dir).await {
-                Ok(a) if is_directory(&a.attrs) => {}
-                _ => return Err(sftp_error(conn, "mkdir", dir, e)),
+            let e = sftp_error(conn, "mkdir", dir, e);
+            match existing_dir(conn, dir).await? {
+                Some(true) => {}
+                Some(false) => return Err(file_in_the_way(dir)),
+                // Its parent, made a moment ago, was pruned by a concurrent delete.
+                None => return Ok(Walk::Vanished(e)),
             }
         }
     }
-    Ok(())
+    Ok(Walk::Done)
+}
+
+/// Whether `path` is a directory (`Some(true)`), something else (`Some(false)`) or missing.
+async fn existing_dir(conn: &Connection, path: &str) -> Result<Option<bool>, Error> {
+    match conn.sftp.stat(path).await {
+        Ok(a) => Ok(Some(is_directory(&a.attrs))),
+        Err(SftpError::Status(s)) if s.status_code == StatusCode::NoSuchFile => Ok(None),
+        Err(other) => Err(sftp_error(conn, "stat", path, other)),
+    }
+}
+
+fn file_in_the_way(path: &str) -> Error {
+    Error::Protocol {
+        path: path.to_owned(),
+        reason: "a file stands where a directory is needed".into(),
+    }
 }
 
 /// Opens a new file for writing (exclusive create), creating missing directories.
