@@ -35,20 +35,6 @@ impl SafeDirs {
         })
     }
 
-    /// The path of `components` under the root, after checking each component.
-    pub(crate) fn join(&self, components: &[&[u8]]) -> Result<PathBuf> {
-        let mut p = self.root.clone();
-        for c in components {
-            if !is_safe_name(c) {
-                return Err(Error::PathEscapes {
-                    path: String::from_utf8_lossy(c).into_owned(),
-                });
-            }
-            p.push(OsStr::from_bytes(c));
-        }
-        Ok(p)
-    }
-
     /// Makes sure the directory `components` exists as a real directory, creating what is
     /// missing; a symlink or file in the way is refused.
     pub(crate) fn ensure(&mut self, components: &[&[u8]]) -> Result<PathBuf> {
@@ -96,11 +82,13 @@ fn system_time(mtime_ns: i64) -> SystemTime {
     }
 }
 
-/// A fresh temporary name beside `dir/name` (hidden, unique); nothing is created yet.
-pub(crate) fn temp_path(dir: &Path, name: &[u8]) -> PathBuf {
+/// The temporary name beside `dir/name` (hidden) for a restore writing it as `unique` (a
+/// random token of the restore and the file's number); nothing is created yet.
+pub(crate) fn temp_path(dir: &Path, name: &[u8], unique: &str) -> PathBuf {
     let mut tmp_name = b".".to_vec();
     tmp_name.extend_from_slice(&name[..name.len().min(100)]);
-    tmp_name.extend_from_slice(format!(".restore-{}", uuid::Uuid::new_v4().simple()).as_bytes());
+    tmp_name.extend_from_slice(b".restore-");
+    tmp_name.extend_from_slice(unique.as_bytes());
     dir.join(OsStr::from_bytes(&tmp_name))
 }
 

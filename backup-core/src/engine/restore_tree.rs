@@ -10,9 +10,10 @@
 
 use std::collections::hash_map::Entry;
 use std::collections::{HashMap, HashSet};
+use std::ops::Range;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::FileExt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 
 use super::fs_write::{
@@ -24,52 +25,53 @@ use crate::error::Result;
 use crate::model::{ChunkId, ItemStats, PackId, PathSelection};
 use crate::repo::Node;
 
-type Components = Vec<Vec<u8>>;
+/// Index of a directory in [`TreePlan::dirs`]; the target root is 0.
+type DirIndex = u32;
 
-enum Planned {
-    Dir {
-        path: Components,
-        mode: u32,
-        mtime_ns: i64,
-    },
-    File {
-        path: Components,
-        size: u64,
-        chunks: Vec<ChunkId>,
-        mode: u32,
-        mtime_ns: i64,
-    },
-    Symlink {
-        path: Components,
-        target: Vec<u8>,
-    },
+/// A directory the plan reaches: restored itself when `selected`, else only a parent.
+struct PlanDir {
+    parent: DirIndex,
+    name: Box<[u8]>,
+    selected: bool,
+    mode: u32,
+    mtime_ns: i64,
 }
 
-/// What pass 1 found.
+/// A file to restore; its chunks are `TreePlan::chunks[chunks]`.
+struct PlanFile {
+    dir: DirIndex,
+    name: Box<[u8]>,
+    size: u64,
+    chunks: Range<usize>,
+    mode: u32,
+    mtime_ns: i64,
+}
+
+/// A symbolic link to recreate.
+struct PlanLink {
+    dir: DirIndex,
+    name: Box<[u8]>,
+    target: Box<[u8]>,
+}
+
+/// What pass 1 found, kept compact (a restore of millions of files holds it all): each
+/// directory once, files and links by directory index and name, chunk ids in one array.
 pub(crate) struct TreePlan {
-    entries: Vec<Planned>,
-    /// Directories to prune (replace restores) with the names to keep.
-    prune: Vec<(Components, HashSet<Vec<u8>>)>,
+    /// Walk order: a parent comes before its children. Index 0 is the target root.
+    dirs: Vec<PlanDir>,
+    files: Vec<PlanFile>,
+    links: Vec<PlanLink>,
+    chunks: Vec<ChunkId>,
+    /// A replace restore: every directory loses the entries the snapshot does not have.
+    replace: bool,
 }
 
-fn rel_path(components: &[Vec<u8>]) -> String {
-    let parts: Vec<String> = components
-        .iter()
-        .map(|c| String::from_utf8_lossy(c).into_owned())
-        .collect();
-    parts.join("/")
-}
-
-fn split(path: &[Vec<u8>]) -> Result<(&[u8], &[Vec<u8>])> {
-    path.split_last()
-        .map(|(name, parent)| (name.as_slice(), parent))
-        .ok_or_else(|| crate::Error::Internal {
-            reason: "restore entry without a name".into(),
+impl TreePlan {
+    fn dir_index(&self) -> Result<DirIndex> {
+        DirIndex::try_from(self.dirs.len()).map_err(|_| crate::Error::Internal {
+            reason: "more directories than a restore can hold".into(),
         })
-}
-
-fn refs(components: &[Vec<u8>]) -> Vec<&[u8]> {
-    components.iter().map(Vec::as_slice).collect()
+    }
 }
 
 /// Pass 1: reads the trees under `root` and lists what the selection restores.
@@ -80,94 +82,171 @@ pub(crate) fn plan(
     replace: bool,
 ) -> Result<TreePlan> {
     let mut plan = TreePlan {
-        entries: Vec::new(),
-        prune: Vec::new(),
+        dirs: vec![PlanDir {
+            parent: 0,
+            name: Box::default(),
+            selected: false,
+            mode: 0,
+            mtime_ns: 0,
+        }],
+        files: Vec::new(),
+        links: Vec::new(),
+        chunks: Vec::new(),
+        replace,
     };
-    plan_dir(reader, root, paths, replace, &mut Vec::new(), &mut plan)?;
+    plan_dir(reader, root, paths, 0, &mut Vec::new(), &mut plan)?;
     Ok(plan)
+}
+
+/// The path of `components` relative to the item root, as selections match it.
+fn rel_path(components: &[Vec<u8>]) -> String {
+    let parts: Vec<String> = components
+        .iter()
+        .map(|c| String::from_utf8_lossy(c).into_owned())
+        .collect();
+    parts.join("/")
 }
 
 fn plan_dir(
     reader: &mut BlobReader,
     tree_id: &ChunkId,
     paths: &PathSelection,
-    replace: bool,
-    components: &mut Components,
+    dir: DirIndex,
+    components: &mut Vec<Vec<u8>>,
     plan: &mut TreePlan,
 ) -> Result<()> {
     let tree = reader.tree(tree_id)?;
-    let keep: HashSet<Vec<u8>> = if replace {
-        tree.entries.iter().map(|e| e.name.clone()).collect()
-    } else {
-        HashSet::new()
-    };
     for entry in tree.entries {
         components.push(entry.name);
         let rel = rel_path(components);
+        let name = || {
+            components
+                .last()
+                .cloned()
+                .unwrap_or_default()
+                .into_boxed_slice()
+        };
         match entry.node {
             Node::Dir { tree, .. } if paths.may_select_below(&rel) => {
-                if paths.selects(&rel) {
-                    plan.entries.push(Planned::Dir {
-                        path: components.clone(),
-                        mode: entry.mode,
-                        mtime_ns: entry.mtime_ns,
-                    });
-                }
-                plan_dir(reader, &tree, paths, replace, components, plan)?;
+                let index = plan.dir_index()?;
+                plan.dirs.push(PlanDir {
+                    parent: dir,
+                    name: name(),
+                    selected: paths.selects(&rel),
+                    mode: entry.mode,
+                    mtime_ns: entry.mtime_ns,
+                });
+                plan_dir(reader, &tree, paths, index, components, plan)?;
             }
             Node::File { size, chunks } if paths.selects(&rel) => {
-                plan.entries.push(Planned::File {
-                    path: components.clone(),
+                let start = plan.chunks.len();
+                plan.chunks.extend_from_slice(&chunks);
+                plan.files.push(PlanFile {
+                    dir,
+                    name: name(),
                     size,
-                    chunks,
+                    chunks: start..plan.chunks.len(),
                     mode: entry.mode,
                     mtime_ns: entry.mtime_ns,
                 });
             }
             Node::Symlink { target } if paths.selects(&rel) => {
-                plan.entries.push(Planned::Symlink {
-                    path: components.clone(),
-                    target,
+                plan.links.push(PlanLink {
+                    dir,
+                    name: name(),
+                    target: target.into_boxed_slice(),
                 });
             }
             _ => {}
         }
         components.pop();
     }
-    if replace {
-        plan.prune.push((components.clone(), keep));
-    }
     Ok(())
 }
 
-/// A file being restored into its temporary sibling.
-struct Pending {
-    dir: PathBuf,
-    name: Vec<u8>,
-    tmp: PathBuf,
-    size: u64,
-    mode: u32,
-    mtime_ns: i64,
+/// The paths of the plan's directories, each made sure of (created, or checked to be a
+/// real directory) on first use.
+struct DirPaths<'a> {
+    plan: &'a TreePlan,
+    safe: &'a mut SafeDirs,
+    paths: Vec<Option<PathBuf>>,
 }
 
-impl Pending {
-    fn finish(&self, file: Option<std::fs::File>, written: u64) -> Result<()> {
-        if written != self.size {
+impl<'a> DirPaths<'a> {
+    fn new(plan: &'a TreePlan, safe: &'a mut SafeDirs) -> Self {
+        Self {
+            plan,
+            safe,
+            paths: vec![None; plan.dirs.len()],
+        }
+    }
+
+    /// The components of directory `dir` below the root.
+    fn components(&self, mut dir: DirIndex) -> Vec<&'a [u8]> {
+        let mut components = Vec::new();
+        while dir != 0 {
+            let d = &self.plan.dirs[dir as usize];
+            components.push(&*d.name);
+            dir = d.parent;
+        }
+        components.reverse();
+        components
+    }
+
+    /// Directory `dir`, created (with any missing parents) if needed.
+    fn ensure(&mut self, dir: DirIndex) -> Result<&PathBuf> {
+        if self.paths[dir as usize].is_none() {
+            let path = self.safe.ensure(&self.components(dir))?;
+            self.paths[dir as usize] = Some(path);
+        }
+        self.paths[dir as usize]
+            .as_ref()
+            .ok_or_else(|| crate::Error::Internal {
+                reason: "restore directory lost".into(),
+            })
+    }
+}
+
+/// The files being written: their directories and the names of their temporary siblings.
+struct Files<'a> {
+    plan: &'a TreePlan,
+    dirs: &'a [Option<PathBuf>],
+    /// Makes this restore's temporary names unique (with each file's index).
+    token: String,
+}
+
+impl Files<'_> {
+    fn dir(&self, file: usize) -> &Path {
+        self.dirs[self.plan.files[file].dir as usize]
+            .as_deref()
+            .unwrap_or(Path::new(""))
+    }
+
+    fn tmp(&self, file: usize) -> PathBuf {
+        let f = &self.plan.files[file];
+        temp_path(self.dir(file), &f.name, &format!("{}-{file}", self.token))
+    }
+
+    /// Checks that `written` bytes make the whole file, sets its mode and time and moves it
+    /// into place.
+    fn finish(&self, file: usize, handle: Option<std::fs::File>, written: u64) -> Result<()> {
+        let f = &self.plan.files[file];
+        if written != f.size {
             return Err(crate::Error::integrity(
-                self.dir
-                    .join(std::ffi::OsStr::from_bytes(&self.name))
+                self.dir(file)
+                    .join(std::ffi::OsStr::from_bytes(&f.name))
                     .display()
                     .to_string(),
-                format!("chunks hold {written} bytes, the tree says {}", self.size),
+                format!("chunks hold {written} bytes, the tree says {}", f.size),
             ));
         }
         finish_file(
-            file,
-            &self.dir,
-            &self.name,
-            &self.tmp,
-            self.mode,
-            self.mtime_ns,
+            handle,
+            self.dir(file),
+            &f.name,
+            &self.tmp(file),
+            f.mode,
+            f.mtime_ns,
         )
     }
 }
@@ -175,82 +254,70 @@ impl Pending {
 /// Open temporary files kept between writes (a small cache: large files get many chunks).
 const OPEN_FILES: usize = 64;
 
-/// Pass 2: writes what `plan` lists under `dirs`' root. Directories and links first, then
-/// every file into an exclusive temporary sibling, pack by pack (each pack is fetched once,
-/// each blob opened once however many files share it, written with positioned writes), and
-/// each file is moved into place as soon as it is complete. On any failure every temporary
-/// file is removed, so no file that failed authentication is left anywhere.
+/// Pass 2: writes what `plan` lists under `safe`'s root. Directories first, then every file
+/// into an exclusive temporary sibling, pack by pack (each pack is fetched once, each blob
+/// opened once however many files share it, written with positioned writes), each file moved
+/// into place as soon as it is complete; links last, so no write goes through one. On any
+/// failure every temporary file is removed, so no file that failed authentication is left
+/// anywhere.
 pub(crate) fn write(
     plan: TreePlan,
     reader: &mut BlobReader,
-    dirs: &mut SafeDirs,
+    safe: &mut SafeDirs,
     progress: &ProgressSink,
 ) -> Result<ItemStats> {
     let mut stats = ItemStats::default();
-    let mut pending: Vec<Pending> = Vec::new();
-    let mut chunk_lists: Vec<&[ChunkId]> = Vec::new();
-    let result = (|| {
-        for entry in &plan.entries {
-            match entry {
-                Planned::Dir { path, .. } => {
-                    dirs.ensure(&refs(path))?;
-                    stats.dirs += 1;
-                }
-                Planned::File {
-                    path,
-                    size,
-                    chunks,
-                    mode,
-                    mtime_ns,
-                } => {
-                    let (name, parent) = split(path)?;
-                    let dir = dirs.ensure(&refs(parent))?;
-                    let tmp = temp_path(&dir, name);
-                    pending.push(Pending {
-                        dir,
-                        name: name.to_vec(),
-                        tmp,
-                        size: *size,
-                        mode: *mode,
-                        mtime_ns: *mtime_ns,
-                    });
-                    chunk_lists.push(chunks);
-                }
-                Planned::Symlink { path, target } => {
-                    let (name, parent) = split(path)?;
-                    let dir = dirs.ensure(&refs(parent))?;
-                    write_symlink(&dir, name, target)?;
-                    stats.symlinks += 1;
-                }
-            }
+    let mut dirs = DirPaths::new(&plan, safe);
+    for (i, d) in plan.dirs.iter().enumerate().skip(1) {
+        if d.selected {
+            dirs.ensure(i as DirIndex)?;
+            stats.dirs += 1;
         }
-        write_data(reader, &chunk_lists, &pending, progress)
-    })();
-    if let Err(e) = result {
+    }
+    for f in &plan.files {
+        dirs.ensure(f.dir)?;
+    }
+    let paths = std::mem::take(&mut dirs.paths);
+    let files = Files {
+        plan: &plan,
+        dirs: &paths,
+        token: uuid::Uuid::new_v4().simple().to_string(),
+    };
+    if let Err(e) = write_data(reader, &files, progress) {
         // Files already moved into place are complete and authenticated; the rest go.
-        for p in &pending {
-            let _ = std::fs::remove_file(&p.tmp);
+        for file in 0..plan.files.len() {
+            let _ = std::fs::remove_file(files.tmp(file));
         }
         return Err(e);
     }
-    for p in &pending {
-        stats.files += 1;
-        stats.bytes += p.size;
+    stats.files = plan.files.len() as u64;
+    stats.bytes = plan.files.iter().map(|f| f.size).sum();
+    dirs.paths = paths;
+    for link in &plan.links {
+        write_symlink(dirs.ensure(link.dir)?, &link.name, &link.target)?;
+        stats.symlinks += 1;
     }
-    for (path, keep) in &plan.prune {
-        let dir = dirs.ensure(&refs(path))?;
-        let keep: HashSet<&[u8]> = keep.iter().map(Vec::as_slice).collect();
-        prune(&dir, &keep)?;
+    if plan.replace {
+        // Each directory keeps exactly the names its tree lists (all of them are planned: a
+        // replace restore selects everything).
+        let mut keep: Vec<HashSet<&[u8]>> = vec![HashSet::new(); plan.dirs.len()];
+        for d in plan.dirs.iter().skip(1) {
+            keep[d.parent as usize].insert(&d.name);
+        }
+        for f in &plan.files {
+            keep[f.dir as usize].insert(&f.name);
+        }
+        for l in &plan.links {
+            keep[l.dir as usize].insert(&l.name);
+        }
+        for (i, keep) in keep.iter().enumerate() {
+            prune(dirs.ensure(i as DirIndex)?, keep)?;
+        }
     }
     // Children change their parent's mtime: set directory times deepest first.
-    for entry in plan.entries.iter().rev() {
-        if let Planned::Dir {
-            path,
-            mode,
-            mtime_ns,
-        } = entry
-        {
-            finish_dir(&dirs.join(&refs(path))?, *mode, *mtime_ns)?;
+    for (i, d) in plan.dirs.iter().enumerate().skip(1).rev() {
+        if d.selected {
+            finish_dir(dirs.ensure(i as DirIndex)?, d.mode, d.mtime_ns)?;
         }
     }
     Ok(stats)
@@ -265,21 +332,17 @@ type Need = (ChunkId, u32, usize, u64);
 /// each pack is still fetched once and each blob opened once. A file whose chunks all lie in
 /// one pack (most files) is created, written and finished by the thread holding that pack,
 /// through one open handle; the others are created first and finished at the end.
-fn write_data(
-    reader: &mut BlobReader,
-    chunk_lists: &[&[ChunkId]],
-    pending: &[Pending],
-    progress: &ProgressSink,
-) -> Result<()> {
+fn write_data(reader: &mut BlobReader, files: &Files<'_>, progress: &ProgressSink) -> Result<()> {
+    let plan = files.plan;
     // Where each blob goes, grouped by pack, packs in order of first use; each file's pack
     // when it has exactly one.
     let mut slot_of: HashMap<PackId, usize> = HashMap::new();
     let mut by_pack: Vec<Vec<Need>> = Vec::new();
-    let mut home: Vec<Option<usize>> = Vec::with_capacity(chunk_lists.len());
-    for (file, chunks) in chunk_lists.iter().enumerate() {
+    let mut home: Vec<Option<usize>> = Vec::with_capacity(plan.files.len());
+    for (file, f) in plan.files.iter().enumerate() {
         let mut offset = 0u64;
         let mut packs = (None, false);
-        for id in chunks.iter() {
+        for id in &plan.chunks[f.chunks.clone()] {
             let (pack, len) = reader.locate(id)?;
             let slot = *slot_of.entry(pack).or_insert_with(|| {
                 by_pack.push(Vec::new());
@@ -297,9 +360,9 @@ fn write_data(
             _ => None,
         });
     }
-    for (p, h) in pending.iter().zip(&home) {
+    for (file, h) in home.iter().enumerate() {
         if h.is_none() {
-            create_temp(&p.tmp)?;
+            create_temp(&files.tmp(file))?;
         }
     }
     for needs in &mut by_pack {
@@ -314,13 +377,13 @@ fn write_data(
     for _ in 1..threads {
         readers.push(reader.fork()?);
     }
-    let written: Vec<AtomicU64> = pending.iter().map(|_| AtomicU64::new(0)).collect();
+    let written: Vec<AtomicU64> = home.iter().map(|_| AtomicU64::new(0)).collect();
     let next = AtomicUsize::new(0);
     let failed = AtomicBool::new(false);
     let shared = Shared {
         by_pack: &by_pack,
         home: &home,
-        pending,
+        files,
         written: &written,
         next: &next,
         failed: &failed,
@@ -344,9 +407,9 @@ fn write_data(
     for r in results {
         r?;
     }
-    for ((p, h), w) in pending.iter().zip(&home).zip(&written) {
+    for (file, (h, w)) in home.iter().zip(&written).enumerate() {
         if h.is_none() {
-            p.finish(None, w.load(Ordering::Relaxed))?;
+            files.finish(file, None, w.load(Ordering::Relaxed))?;
             progress.event(ProgressEvent::FileDone);
         }
     }
@@ -358,7 +421,7 @@ struct Shared<'a> {
     by_pack: &'a [Vec<Need>],
     /// Per file: the one pack holding all its chunks, if there is one.
     home: &'a [Option<usize>],
-    pending: &'a [Pending],
+    files: &'a Files<'a>,
     written: &'a [AtomicU64],
     next: &'a AtomicUsize,
     failed: &'a AtomicBool,
@@ -403,11 +466,11 @@ impl Shared<'_> {
             }
             while i < needs.len() && needs[i].0 == id {
                 let (_, _, file, offset) = needs[i];
-                let tmp = &self.pending[file].tmp;
+                let tmp = self.files.tmp(file);
                 let f = if self.home[file] == Some(slot) {
                     match owned.entry(file) {
                         Entry::Occupied(e) => e.into_mut(),
-                        Entry::Vacant(e) => e.insert(create_temp(tmp)?),
+                        Entry::Vacant(e) => e.insert(create_temp(&tmp)?),
                     }
                 } else {
                     if !open.contains_key(&file) && open.len() >= OPEN_FILES {
@@ -418,13 +481,13 @@ impl Shared<'_> {
                         Entry::Vacant(e) => e.insert(
                             std::fs::OpenOptions::new()
                                 .write(true)
-                                .open(tmp)
-                                .map_err(|e| crate::Error::io(tmp, e))?,
+                                .open(&tmp)
+                                .map_err(|e| crate::Error::io(&tmp, e))?,
                         ),
                     }
                 };
                 f.write_all_at(&data, offset)
-                    .map_err(|e| crate::Error::io(tmp, e))?;
+                    .map_err(|e| crate::Error::io(&tmp, e))?;
                 self.written[file].fetch_add(data.len() as u64, Ordering::Relaxed);
                 self.progress.event(ProgressEvent::Bytes {
                     bytes: data.len() as u64,
@@ -433,7 +496,8 @@ impl Shared<'_> {
             }
         }
         for (file, f) in owned {
-            self.pending[file].finish(Some(f), self.written[file].load(Ordering::Relaxed))?;
+            self.files
+                .finish(file, Some(f), self.written[file].load(Ordering::Relaxed))?;
             self.progress.event(ProgressEvent::FileDone);
         }
         Ok(())
