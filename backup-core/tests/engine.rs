@@ -365,7 +365,7 @@ async fn crafted_parent_dir_names_are_refused() {
     f.handle
         .put_snapshot(&SnapshotObject {
             snapshot: snapshot.clone(),
-            references: vec![data_id, inner_id, root_id],
+            references: References::Blobs(vec![data_id, inner_id, root_id]),
             roots: Some(vec![(ItemKind::HomeDir, root_id)]),
         })
         .await
@@ -636,6 +636,64 @@ async fn verify_finds_damage_with_and_without_reading_data() {
         .await
         .unwrap();
     assert!(!structure.is_ok());
+}
+
+/// The blob ids a stored snapshot references (through its pack references and the packs'
+/// trailers).
+async fn referenced_ids(f: &Fixture, snap: &Snapshot) -> std::collections::HashSet<ChunkId> {
+    let obj = f.handle.load_snapshot(snap.id).await.unwrap();
+    let References::Packs(refs) = obj.references else {
+        panic!("a backup writes version 2 references");
+    };
+    let locator = f.handle.load_locator().await.unwrap();
+    let mut ids = std::collections::HashSet::new();
+    for r in refs {
+        let trailer = locator.pack(&r.pack).expect("referenced pack exists");
+        for i in r.indices() {
+            ids.insert(trailer.entries[i].id);
+        }
+    }
+    ids
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn snapshots_reference_exactly_the_blobs_they_use() {
+    use backup_core::engine::{VerifyOptions, verify};
+    let live = tempfile::tempdir().unwrap();
+    make_account(live.path(), 12);
+    let f = fixture(Account::new("refs").unwrap()).await;
+    let first = backup(&f, live.path()).await;
+    let keys = f.handle.sealer().server_keys();
+    let id_of = |rel: &str| keys.chunk_id(&std::fs::read(live.path().join(rel)).unwrap());
+    let gone = "home/public_html/wp-config.php";
+    let kept = "home/public_html/index.php";
+    let gone_id = id_of(gone);
+    let kept_id = id_of(kept);
+    let refs1 = referenced_ids(&f, &first).await;
+    // Everything the first backup stored is its own.
+    assert_eq!(refs1.len() as u64, first.stats.chunks_new);
+    assert!(refs1.contains(&gone_id) && refs1.contains(&kept_id));
+
+    std::fs::remove_file(live.path().join(gone)).unwrap();
+    std::fs::write(
+        live.path().join("home/new.txt"),
+        b"a file the first backup lacks",
+    )
+    .unwrap();
+    let new_id = id_of("home/new.txt");
+    let second = backup(&f, live.path()).await;
+    let refs2 = referenced_ids(&f, &second).await;
+    assert!(refs2.contains(&kept_id), "reused blobs are referenced");
+    assert!(refs2.contains(&new_id), "new blobs are referenced");
+    assert!(!refs2.contains(&gone_id), "a deleted file's blob is not");
+    let report = verify(&f.handle, &[second.id], VerifyOptions::default())
+        .await
+        .unwrap();
+    assert!(report.is_ok(), "{:?}", report.problems);
+    assert_eq!(report.blobs_referenced, refs2.len() as u64);
+    // Besides the new file's blob, only blobs the first snapshot had, and new trees.
+    let added: Vec<_> = refs2.difference(&refs1).collect();
+    assert_eq!(added.len() as u64, second.stats.chunks_new, "{added:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

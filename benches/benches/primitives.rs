@@ -60,6 +60,30 @@ fn primitives(c: &mut Criterion) {
         b.iter(|| codec.encode(black_box(&prose)))
     });
 
+    g.finish();
+
+    // The dataset's small text files (1-50 KiB, one blob each) at the levels considered.
+    let pages: Vec<Vec<u8>> = (0..64)
+        .map(|i| backup_benches::dataset::text(i, 1024 + (i as usize * 797) % (49 * 1024)))
+        .collect();
+    let total: usize = pages.iter().map(Vec::len).sum();
+    let mut g = c.benchmark_group("small text files");
+    g.throughput(Throughput::Bytes(total as u64));
+    for level in [1, 3] {
+        let mut codec = BlobCodec::new(level).expect("zstd");
+        g.bench_function(format!("encode (zstd-{level})"), |b| {
+            b.iter(|| {
+                pages
+                    .iter()
+                    .map(|p| codec.encode(black_box(p)).1.len())
+                    .sum::<usize>()
+            })
+        });
+    }
+    g.finish();
+
+    let mut g = c.benchmark_group("per MiB");
+    g.throughput(Throughput::Bytes(MIB as u64));
     let (account_keys, _) =
         AccountKeys::generate(AccountId::new(), EncryptionMode::ServerKey).expect("keys");
     let sealer = account_keys.sealer();

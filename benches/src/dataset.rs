@@ -94,6 +94,12 @@ fn write(root: &Path, rel: &str, data: &[u8], stats: &mut DatasetStats) -> std::
     Ok(())
 }
 
+/// `n` bytes of the dataset's text (random words, markup and numbers), from `seed`: the
+/// kind of data most of the dataset's small files hold.
+pub fn text(seed: u64, n: usize) -> Vec<u8> {
+    Gen(seed | 1).text(n)
+}
+
 /// Writes the dataset under `root`; `scale` 1.0 is about 1 GiB in about 22,000 files.
 pub fn generate(root: &Path, scale: f64) -> std::io::Result<DatasetStats> {
     let mut s = DatasetStats::default();

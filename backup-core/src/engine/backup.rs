@@ -6,7 +6,7 @@ use chrono::Utc;
 use tokio::sync::mpsc;
 
 use super::chunker::Chunker;
-use super::packer::{PackerConfig, start};
+use super::packer::{KnownBlobs, PackerConfig, start};
 use super::progress::{ProgressEvent, ProgressSink};
 use super::stat_cache::{StatCache, StatCacheStore};
 use super::upload::upload;
@@ -17,7 +17,10 @@ use crate::model::{
     SnapshotId, SnapshotItem, SnapshotKind,
 };
 use crate::ports::AccountSource;
-use crate::repo::{AccountRepo, Node, SnapshotObject, Tree, TreeEntry};
+use crate::repo::{
+    AccountRepo, Node, PackReference, References, SnapshotObject, Tree, TreeEntry,
+    normalize_references,
+};
 
 /// Finished packs waiting for upload at most (with the open packs of the workers, this
 /// bounds a backup's memory whatever the data size).
@@ -38,7 +41,7 @@ pub struct BackupRequest<'a> {
     pub items: Option<Vec<ItemKind>>,
     /// Excludes added to the account's own (for example the job's).
     pub extra_excludes: PathFilter,
-    /// zstd level for compressible blobs.
+    /// zstd level for compressible blobs ([`DEFAULT_COMPRESSION_LEVEL`] unless changed).
     pub compression_level: i32,
     /// Where the stat cache of the previous backup to this destination is kept; `None`
     /// reads every file.
@@ -46,6 +49,12 @@ pub struct BackupRequest<'a> {
     /// Compress-and-seal threads; 0 uses one per core.
     pub threads: usize,
 }
+
+/// The zstd level backups use by default. Level 3 rather than 1: on small text files (web
+/// pages, scripts, mail) it stores about 5 % less for about 8 % more compression time
+/// (`cargo bench -p backup-benches --bench primitives -- "small text"`), and it
+/// decompresses faster.
+pub const DEFAULT_COMPRESSION_LEVEL: i32 = 3;
 
 impl<'a> BackupRequest<'a> {
     /// An on-demand backup of every item of `account`.
@@ -57,7 +66,7 @@ impl<'a> BackupRequest<'a> {
             kind: SnapshotKind::OnDemand,
             items: None,
             extra_excludes: PathFilter::default(),
-            compression_level: 1,
+            compression_level: DEFAULT_COMPRESSION_LEVEL,
             stat_cache: None,
             threads: 0,
         }
@@ -115,10 +124,7 @@ pub async fn backup(
         None => StatCache::default(),
     };
     let locator = repo.load_locator().await?;
-    let known = locator
-        .packs()
-        .flat_map(|(_, t)| t.entries.iter().map(|e| e.id))
-        .collect();
+    let known = KnownBlobs::from_locator(&locator)?;
     drop(locator);
     let config = *repo.repository().config();
     let (tx, rx) = mpsc::channel(UPLOAD_QUEUE);
@@ -185,6 +191,15 @@ pub async fn backup(
             }
         };
 
+    // Existing packs' entries the snapshot reuses, and every entry of the packs it wrote.
+    let mut references = references;
+    references.extend(
+        uploaded
+            .packs
+            .iter()
+            .filter_map(|p| PackReference::all(p.id, p.trailer.entries.len())),
+    );
+    let references = References::Packs(normalize_references(references));
     let mut bytes_stored = uploaded.bytes;
     if !uploaded.packs.is_empty() {
         let (_, index_len) = repo.put_index(&uploaded.packs).await?;

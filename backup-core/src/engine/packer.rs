@@ -8,7 +8,7 @@
 //! need no shared state. Bounded channels keep memory flat: at most a few chunks wait per
 //! worker, and each worker holds at most one open pack per blob kind.
 
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -16,9 +16,9 @@ use std::thread::JoinHandle;
 use tokio::sync::mpsc;
 
 use crate::error::{Error, Result};
-use crate::model::{ChunkId, IdHasherBuilder};
+use crate::model::{ChunkId, IdHasherBuilder, PackId};
 use crate::ports::ContentSealer;
-use crate::repo::{BlobCodec, BlobKind, FinishedPack, PackWriter};
+use crate::repo::{BlobCodec, BlobKind, BlobLocator, FinishedPack, PackReference, PackWriter};
 
 /// Counts kept while packing.
 #[derive(Debug, Default, Clone, Copy)]
@@ -42,11 +42,46 @@ pub(crate) fn workers_closed() -> Error {
     }
 }
 
-/// Walker side: hashes, deduplicates and dispatches blobs.
+/// Where a blob the account already has lives: the pack's number in
+/// [`KnownBlobs::packs`] and the blob's entry in that pack's trailer, or [`NEW`].
+type Place = (u32, u32);
+
+/// The place of a blob this backup adds (every new blob is in a new pack).
+const NEW: Place = (u32::MAX, u32::MAX);
+
+/// The blobs an account already has, for dedup and for the snapshot's references.
+#[derive(Debug, Default)]
+pub(crate) struct KnownBlobs {
+    places: HashMap<ChunkId, Place, IdHasherBuilder>,
+    packs: Vec<PackId>,
+}
+
+impl KnownBlobs {
+    /// Every blob of `locator`'s packs (a blob in several packs is taken from the first).
+    pub(crate) fn from_locator(locator: &BlobLocator) -> Result<Self> {
+        let too_many = || Error::Internal {
+            reason: "more packs or blobs than a backup can index".into(),
+        };
+        let mut known = Self::default();
+        for (pack, trailer) in locator.packs() {
+            let n = u32::try_from(known.packs.len()).map_err(|_| too_many())?;
+            known.packs.push(*pack);
+            for (i, e) in trailer.entries.iter().enumerate() {
+                let i = u32::try_from(i).map_err(|_| too_many())?;
+                known.places.entry(e.id).or_insert((n, i));
+            }
+        }
+        Ok(known)
+    }
+}
+
+/// Walker side: hashes, deduplicates and dispatches blobs, and records which of the
+/// account's existing blobs the snapshot uses (one bit per blob of each pack it touches).
 pub(crate) struct BlobSink {
     sealer: Arc<dyn ContentSealer>,
-    known: HashSet<ChunkId, IdHasherBuilder>,
-    referenced: HashSet<ChunkId, IdHasherBuilder>,
+    known: KnownBlobs,
+    /// Per existing pack, the bitmap of its trailer entries in use.
+    used: Vec<Vec<u8>>,
     jobs: Option<SyncSender<Job>>,
     pub(crate) stats: PackStats,
 }
@@ -54,7 +89,7 @@ pub(crate) struct BlobSink {
 impl std::fmt::Debug for BlobSink {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("BlobSink")
-            .field("known", &self.known.len())
+            .field("known", &self.known.places.len())
             .field("stats", &self.stats)
             .finish()
     }
@@ -63,12 +98,23 @@ impl std::fmt::Debug for BlobSink {
 impl BlobSink {
     /// Whether the account's repository already holds `id`.
     pub(crate) fn contains(&self, id: &ChunkId) -> bool {
-        self.known.contains(id)
+        self.known.places.contains_key(id)
     }
 
     /// Records that the snapshot references blobs already stored, `len` bytes in all.
     pub(crate) fn reuse(&mut self, ids: &[ChunkId], len: u64) {
-        self.referenced.extend(ids.iter().copied());
+        for id in ids {
+            if let Some(&(pack, entry)) = self.known.places.get(id)
+                && (pack, entry) != NEW
+            {
+                let bits = &mut self.used[pack as usize];
+                let byte = entry as usize / 8;
+                if bits.len() <= byte {
+                    bits.resize(byte + 1, 0);
+                }
+                bits[byte] |= 1 << (entry % 8);
+            }
+        }
         self.stats.bytes_deduplicated += len;
         self.stats.chunks_deduplicated += ids.len() as u64;
     }
@@ -76,12 +122,11 @@ impl BlobSink {
     /// Adds a blob (stored once per account) and returns its id.
     pub(crate) fn add(&mut self, kind: BlobKind, plaintext: &[u8]) -> Result<ChunkId> {
         let id = self.sealer.server_keys().chunk_id(plaintext);
-        if self.known.contains(&id) {
+        if self.known.places.contains_key(&id) {
             self.reuse(&[id], plaintext.len() as u64);
             return Ok(id);
         }
-        self.referenced.insert(id);
-        self.known.insert(id);
+        self.known.places.insert(id, NEW);
         self.stats.bytes_new += plaintext.len() as u64;
         self.stats.chunks_new += 1;
         let jobs = self.jobs.as_ref().ok_or_else(workers_closed)?;
@@ -93,11 +138,17 @@ impl BlobSink {
         Ok(id)
     }
 
-    /// Closes the job channel (workers flush and stop) and returns every blob referenced.
-    pub(crate) fn finish(mut self) -> (Vec<ChunkId>, PackStats) {
+    /// Closes the job channel (workers flush and stop) and returns the existing packs'
+    /// entries the snapshot uses (blobs it added are in the new packs, all of them used).
+    pub(crate) fn finish(mut self) -> (Vec<PackReference>, PackStats) {
         self.jobs = None;
-        let mut refs: Vec<ChunkId> = self.referenced.into_iter().collect();
-        refs.sort_unstable();
+        let refs = self
+            .known
+            .packs
+            .iter()
+            .zip(self.used)
+            .filter_map(|(pack, bits)| PackReference::from_bits(*pack, bits))
+            .collect();
         (refs, self.stats)
     }
 }
@@ -118,7 +169,7 @@ impl std::fmt::Debug for PackWorkers {
 /// Settings of the pack workers.
 pub(crate) struct PackerConfig {
     pub(crate) sealer: Arc<dyn ContentSealer>,
-    pub(crate) known: HashSet<ChunkId, IdHasherBuilder>,
+    pub(crate) known: KnownBlobs,
     pub(crate) pack_size: usize,
     pub(crate) level: i32,
     pub(crate) threads: usize,
@@ -153,8 +204,8 @@ pub(crate) fn start(
     }
     let sink = BlobSink {
         sealer: config.sealer,
+        used: vec![Vec::new(); config.known.packs.len()],
         known: config.known,
-        referenced: HashSet::default(),
         jobs: Some(tx),
         stats: PackStats::default(),
     };

@@ -8,7 +8,7 @@ use futures::StreamExt;
 
 use crate::error::{Error, Result};
 use crate::model::{ChunkId, PackId, SnapshotId};
-use crate::repo::{AccountRepo, BlobCodec};
+use crate::repo::{AccountRepo, BlobCodec, References};
 
 /// What to check.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -79,14 +79,49 @@ pub async fn verify(
         report.snapshots += 1;
         match repo.load_snapshot(*id).await {
             Ok(obj) => {
-                for r in &obj.references {
-                    if !locator.contains(r) {
-                        report.problem(format!("snapshot {id}"), format!("blob {r} is in no pack"));
+                let mut mine: HashSet<ChunkId> = HashSet::new();
+                match &obj.references {
+                    References::Packs(refs) => {
+                        for r in refs {
+                            let Some(trailer) = locator.pack(&r.pack) else {
+                                report.problem(
+                                    format!("snapshot {id}"),
+                                    format!("references pack {}, which is missing", r.pack),
+                                );
+                                continue;
+                            };
+                            for i in r.indices() {
+                                match trailer.entries.get(i) {
+                                    Some(e) => {
+                                        mine.insert(e.id);
+                                    }
+                                    None => report.problem(
+                                        format!("snapshot {id}"),
+                                        format!(
+                                            "references entry {i} of pack {}, which has {}",
+                                            r.pack,
+                                            trailer.entries.len()
+                                        ),
+                                    ),
+                                }
+                            }
+                        }
+                    }
+                    References::Blobs(ids) => {
+                        for r in ids {
+                            if !locator.contains(r) {
+                                report.problem(
+                                    format!("snapshot {id}"),
+                                    format!("blob {r} is in no pack"),
+                                );
+                            }
+                        }
+                        mine.extend(ids.iter().copied());
                     }
                 }
                 if let Some(roots) = &obj.roots {
                     for (kind, root) in roots {
-                        if !obj.references.contains(root) {
+                        if !mine.contains(root) {
                             report.problem(
                                 format!("snapshot {id}"),
                                 format!("{kind} root {root} is not among its references"),
@@ -94,7 +129,7 @@ pub async fn verify(
                         }
                     }
                 }
-                referenced.extend(obj.references);
+                referenced.extend(mine);
             }
             Err(e @ (Error::Integrity { .. } | Error::UnsupportedVersion { .. })) => {
                 report.problem(format!("snapshot {id}"), e.to_string());

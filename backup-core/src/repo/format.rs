@@ -78,8 +78,8 @@ impl<'a> ByteReader<'a> {
         Ok(u64::from_le_bytes(self.array()?))
     }
 
-    /// Checks an 8-byte magic followed by the u16 version.
-    pub(crate) fn magic_and_version(&mut self, magic: &[u8; 8]) -> Result<()> {
+    /// Checks an 8-byte magic followed by a u16 version among `versions`; returns it.
+    pub(crate) fn magic_and_versions(&mut self, magic: &[u8; 8], versions: &[u16]) -> Result<u16> {
         let found = self.array::<8>()?;
         if &found != magic {
             return Err(self.fail(format!(
@@ -88,13 +88,19 @@ impl<'a> ByteReader<'a> {
             )));
         }
         let version = self.u16()?;
-        if version != FORMAT_VERSION {
+        if !versions.contains(&version) {
             return Err(Error::UnsupportedVersion {
                 object: self.object.to_owned(),
                 version,
             });
         }
-        Ok(())
+        Ok(version)
+    }
+
+    /// Checks an 8-byte magic followed by the u16 version.
+    pub(crate) fn magic_and_version(&mut self, magic: &[u8; 8]) -> Result<()> {
+        self.magic_and_versions(magic, &[FORMAT_VERSION])
+            .map(|_| ())
     }
 
     pub(crate) fn finish(&self) -> Result<()> {

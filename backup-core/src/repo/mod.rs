@@ -40,7 +40,9 @@ pub use pack::{
     PackTrailer, PackWriter, TrailerEntry, read_pack, read_pack_unhashed, read_trailer,
     trailer_span,
 };
-pub use snapshot::SnapshotObject;
+pub use snapshot::{
+    PackReference, References, SNAPSHOT_VERSION, SnapshotObject, normalize_references,
+};
 pub use tree::{Node, Tree, TreeEntry, is_safe_name};
 
 use crate::error::{Error, Result};

@@ -1,7 +1,7 @@
 //! Snapshot objects: a server-readable, MAC-authenticated header and sealed metadata.
 //!
 //! ```text
-//! "BKUPSNAP" | version u16
+//! "BKUPSNAP" | version u16 (2; version 1 is still read)
 //! header length u32 | header (postcard SnapshotHeader)
 //! seal header length u16 | seal header
 //! sealed length u32 | sealed metadata (postcard SnapshotMeta, sealed, AAD = snapshot id)
@@ -11,19 +11,29 @@
 //! account reading it, so an old header served under a new id is refused) and lists every
 //! blob the snapshot references, so the server can verify structure (and, later, collect
 //! garbage) without the content key. The sealed part holds each item's root tree.
+//!
+//! Version 2 lists references per pack: the pack's id and a bitmap over its trailer's
+//! entries, about one bit per blob instead of version 1's 32-byte blob id, so a snapshot of
+//! a million files costs kilobytes, not 32 MB, on every snapshot kept.
 
 use serde::{Deserialize, Serialize};
 
-use super::format::{ByteReader, FORMAT_VERSION, SNAPSHOT_MAGIC, decode, encode, len_u32};
+use super::format::{ByteReader, SNAPSHOT_MAGIC, decode, encode, len_u32};
 use crate::error::{Error, Result};
 use crate::model::{
-    AccountId, BackupStats, ChunkId, DestinationId, ItemKind, ItemStats, JobId, Snapshot,
+    AccountId, BackupStats, ChunkId, DestinationId, ItemKind, ItemStats, JobId, PackId, Snapshot,
     SnapshotId, SnapshotItem, SnapshotKind,
 };
 use crate::ports::{ContentOpener, MacDomain, SealSession, ServerKeys};
 
+/// The snapshot object version written for [`References::Packs`].
+pub const SNAPSHOT_VERSION: u16 = 2;
+/// The version whose header lists every referenced blob id ([`References::Blobs`]).
+const SNAPSHOT_VERSION_BLOB_IDS: u16 = 1;
+
+/// The server-readable header; `R` is the references' form (by version).
 #[derive(Debug, Serialize, Deserialize)]
-struct SnapshotHeader {
+struct SnapshotHeader<R> {
     id: SnapshotId,
     account: AccountId,
     job: Option<JobId>,
@@ -33,7 +43,100 @@ struct SnapshotHeader {
     items: Vec<(u8, ItemStats)>,
     stats: BackupStats,
     encrypted: bool,
-    references: Vec<ChunkId>,
+    references: R,
+}
+
+/// The blobs a snapshot uses in one pack: a bitmap over the pack trailer's entries.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PackReference {
+    /// The pack.
+    pub pack: PackId,
+    /// Bit `i` (byte `i / 8`, bit `i % 8`, least significant first) is set when the snapshot
+    /// uses entry `i` of the pack's trailer. At least one bit is set; no trailing zero byte.
+    bits: Vec<u8>,
+}
+
+impl PackReference {
+    /// A reference to entries `indices` of `pack`; `None` when there are none.
+    pub fn new(pack: PackId, indices: impl IntoIterator<Item = usize>) -> Option<Self> {
+        let mut bits = Vec::new();
+        for i in indices {
+            if bits.len() <= i / 8 {
+                bits.resize(i / 8 + 1, 0);
+            }
+            bits[i / 8] |= 1 << (i % 8);
+        }
+        Self::from_bits(pack, bits)
+    }
+
+    /// A reference to all `count` entries of `pack`; `None` when `count` is 0.
+    pub fn all(pack: PackId, count: usize) -> Option<Self> {
+        let mut bits = vec![0xff; count / 8];
+        if !count.is_multiple_of(8) {
+            bits.push((1u8 << (count % 8)) - 1);
+        }
+        Self::from_bits(pack, bits)
+    }
+
+    /// A reference from a bitmap as [`PackReference::bits`] describes it (trailing zero
+    /// bytes dropped); `None` when no bit is set.
+    pub fn from_bits(pack: PackId, mut bits: Vec<u8>) -> Option<Self> {
+        while bits.last() == Some(&0) {
+            bits.pop();
+        }
+        (!bits.is_empty()).then_some(Self { pack, bits })
+    }
+
+    /// The bitmap: bit `i` set when entry `i` is used.
+    pub fn bits(&self) -> &[u8] {
+        &self.bits
+    }
+
+    /// The trailer entries used, ascending.
+    pub fn indices(&self) -> impl Iterator<Item = usize> + '_ {
+        self.bits.iter().enumerate().flat_map(|(byte, b)| {
+            (0..8)
+                .filter(move |bit| b & (1 << bit) != 0)
+                .map(move |bit| byte * 8 + bit)
+        })
+    }
+
+    /// How many entries are used.
+    pub fn count(&self) -> usize {
+        self.bits.iter().map(|b| b.count_ones() as usize).sum()
+    }
+
+    /// Adds the entries `other` uses (both of the same pack).
+    fn merge(&mut self, other: &Self) {
+        if self.bits.len() < other.bits.len() {
+            self.bits.resize(other.bits.len(), 0);
+        }
+        for (a, b) in self.bits.iter_mut().zip(&other.bits) {
+            *a |= b;
+        }
+    }
+}
+
+/// Sorts references by pack and merges those of the same pack.
+pub fn normalize_references(mut refs: Vec<PackReference>) -> Vec<PackReference> {
+    refs.sort_unstable_by_key(|r| r.pack);
+    let mut out: Vec<PackReference> = Vec::with_capacity(refs.len());
+    for r in refs {
+        match out.last_mut() {
+            Some(last) if last.pack == r.pack => last.merge(&r),
+            _ => out.push(r),
+        }
+    }
+    out
+}
+
+/// What a snapshot references, in the form of its object's version.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum References {
+    /// Version 2: per pack, the trailer entries used (sorted by pack, one per pack).
+    Packs(Vec<PackReference>),
+    /// Version 1: every blob id, sorted and unique.
+    Blobs(Vec<ChunkId>),
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -46,8 +149,8 @@ struct SnapshotMeta {
 pub struct SnapshotObject {
     /// The catalog view.
     pub snapshot: Snapshot,
-    /// Every blob (data and tree) the snapshot needs, sorted.
-    pub references: Vec<ChunkId>,
+    /// Every blob (data and tree) the snapshot needs.
+    pub references: References,
     /// Root tree of each item; `None` when read without the content key.
     pub roots: Option<Vec<(ItemKind, ChunkId)>>,
 }
@@ -70,9 +173,12 @@ impl SnapshotObject {
             items: s.items.iter().map(|i| (i.kind.code(), i.stats)).collect(),
             stats: s.stats,
             encrypted: s.encrypted,
-            references: self.references.clone(),
+            references: (),
         };
-        let header = encode(&header)?;
+        let (version, header) = match &self.references {
+            References::Packs(refs) => (SNAPSHOT_VERSION, encode(&header.map(|()| refs))?),
+            References::Blobs(ids) => (SNAPSHOT_VERSION_BLOB_IDS, encode(&header.map(|()| ids))?),
+        };
         let mut sealed = encode(&SnapshotMeta {
             roots: roots.iter().map(|(k, id)| (k.code(), *id)).collect(),
         })?;
@@ -81,7 +187,7 @@ impl SnapshotObject {
 
         let mut out = Vec::with_capacity(header.len() + sealed.len() + 96);
         out.extend_from_slice(SNAPSHOT_MAGIC);
-        out.extend_from_slice(&FORMAT_VERSION.to_le_bytes());
+        out.extend_from_slice(&version.to_le_bytes());
         out.extend_from_slice(&len_u32(header.len(), "snapshot header")?.to_le_bytes());
         out.extend_from_slice(&header);
         let h = u16::try_from(seal_header.len())
@@ -118,9 +224,20 @@ impl SnapshotObject {
             ));
         }
         let mut r = ByteReader::new(body, &object);
-        r.magic_and_version(SNAPSHOT_MAGIC)?;
+        let version = r.magic_and_versions(
+            SNAPSHOT_MAGIC,
+            &[SNAPSHOT_VERSION_BLOB_IDS, SNAPSHOT_VERSION],
+        )?;
         let hlen = r.u32()? as usize;
-        let header: SnapshotHeader = decode(r.bytes(hlen)?, &object)?;
+        let header = r.bytes(hlen)?;
+        let header: SnapshotHeader<References> = if version == SNAPSHOT_VERSION {
+            let h: SnapshotHeader<Vec<PackReference>> = decode(header, &object)?;
+            check_pack_references(&h.references, &object)?;
+            h.map(References::Packs)
+        } else {
+            let h: SnapshotHeader<Vec<ChunkId>> = decode(header, &object)?;
+            h.map(References::Blobs)
+        };
         let slen = usize::from(r.u16()?);
         let seal_header = r.bytes(slen)?;
         let mlen = r.u32()? as usize;
@@ -186,4 +303,39 @@ impl SnapshotObject {
             roots,
         })
     }
+}
+
+impl<R> SnapshotHeader<R> {
+    fn map<S>(self, f: impl FnOnce(R) -> S) -> SnapshotHeader<S> {
+        SnapshotHeader {
+            id: self.id,
+            account: self.account,
+            job: self.job,
+            destination: self.destination,
+            created_ms: self.created_ms,
+            kind: self.kind,
+            items: self.items,
+            stats: self.stats,
+            encrypted: self.encrypted,
+            references: f(self.references),
+        }
+    }
+}
+
+/// Version 2 references must be canonical: packs strictly ascending, every bitmap with a bit
+/// set and no trailing zero byte.
+fn check_pack_references(refs: &[PackReference], object: &str) -> Result<()> {
+    if refs.windows(2).any(|w| w[0].pack >= w[1].pack) {
+        return Err(Error::integrity(
+            object,
+            "pack references not sorted or not unique",
+        ));
+    }
+    if refs.iter().any(|r| r.bits.last().is_none_or(|b| *b == 0)) {
+        return Err(Error::integrity(
+            object,
+            "a pack reference is empty or not canonical",
+        ));
+    }
+    Ok(())
 }

@@ -14,7 +14,7 @@ fn crypto() -> Arc<PlainCrypto> {
     Arc::new(PlainCrypto::new(ServerKeys::new([4; 32], [5; 32], 6)))
 }
 
-fn object(account: AccountId, refs: Vec<ChunkId>, files: u64) -> SnapshotObject {
+fn object(account: AccountId, refs: References, files: u64) -> SnapshotObject {
     SnapshotObject {
         snapshot: Snapshot {
             id: SnapshotId::new(),
@@ -46,10 +46,31 @@ fn object(account: AccountId, refs: Vec<ChunkId>, files: u64) -> SnapshotObject 
 
 proptest! {
     #[test]
-    fn snapshot_object_round_trip(refs in proptest::collection::vec(any::<[u8; 32]>(), 0..50), files in any::<u64>()) {
+    fn snapshot_object_round_trip(
+        packs in proptest::collection::vec(
+            (any::<[u8; 32]>(), proptest::collection::vec(0usize..2000, 1..40)),
+            0..20,
+        ),
+        files in any::<u64>(),
+    ) {
         let c = crypto();
         let account = AccountId::new();
-        let obj = object(account, refs.into_iter().map(ChunkId).collect(), files);
+        let refs = packs
+            .into_iter()
+            .filter_map(|(pack, entries)| PackReference::new(ChunkId(pack), entries))
+            .collect();
+        let obj = object(account, References::Packs(normalize_references(refs)), files);
+        let bytes = obj.encode(c.server_keys(), c.begin().unwrap().as_ref()).unwrap();
+        prop_assert_eq!(u16::from_le_bytes([bytes[8], bytes[9]]), SNAPSHOT_VERSION);
+        let back = SnapshotObject::decode(c.server_keys(), Some(c.as_ref()), account, obj.snapshot.id, &bytes).unwrap();
+        prop_assert_eq!(&back, &obj);
+    }
+
+    #[test]
+    fn version_1_snapshot_objects_are_still_read(refs in proptest::collection::vec(any::<[u8; 32]>(), 0..50), files in any::<u64>()) {
+        let c = crypto();
+        let account = AccountId::new();
+        let obj = object(account, References::Blobs(refs.into_iter().map(ChunkId).collect()), files);
         let bytes = obj.encode(c.server_keys(), c.begin().unwrap().as_ref()).unwrap();
         let back = SnapshotObject::decode(c.server_keys(), Some(c.as_ref()), account, obj.snapshot.id, &bytes).unwrap();
         prop_assert_eq!(&back, &obj);
@@ -82,7 +103,7 @@ proptest! {
 fn snapshot_under_another_id_or_account_is_refused() {
     let c = crypto();
     let account = AccountId::new();
-    let obj = object(account, vec![], 1);
+    let obj = object(account, References::Packs(vec![]), 1);
     let bytes = obj
         .encode(c.server_keys(), c.begin().unwrap().as_ref())
         .unwrap();
@@ -101,6 +122,52 @@ fn snapshot_under_another_id_or_account_is_refused() {
     assert!(
         SnapshotObject::decode(c.server_keys(), None, account, obj.snapshot.id, &flipped).is_err()
     );
+}
+
+#[test]
+fn pack_references_are_bitmaps_over_trailer_entries() {
+    let pack = ChunkId([7; 32]);
+    let r = PackReference::new(pack, [9, 0, 3, 9]).unwrap();
+    assert_eq!(r.bits(), &[0b0000_1001, 0b0000_0010]);
+    assert_eq!(r.indices().collect::<Vec<_>>(), vec![0, 3, 9]);
+    assert_eq!(r.count(), 3);
+    let all = PackReference::all(pack, 10).unwrap();
+    assert_eq!(all.bits(), &[0xff, 0b11]);
+    assert_eq!(all.count(), 10);
+    assert_eq!(PackReference::all(pack, 16).unwrap().bits(), &[0xff, 0xff]);
+    assert!(PackReference::new(pack, []).is_none());
+    assert!(PackReference::all(pack, 0).is_none());
+    assert!(PackReference::from_bits(pack, vec![0, 0]).is_none());
+    assert_eq!(
+        PackReference::from_bits(pack, vec![4, 0]).unwrap().bits(),
+        &[4]
+    );
+    // Same pack twice: merged; packs sorted.
+    let low = ChunkId([1; 32]);
+    let merged = normalize_references(vec![
+        PackReference::new(pack, [1]).unwrap(),
+        PackReference::new(low, [2]).unwrap(),
+        PackReference::new(pack, [12]).unwrap(),
+    ]);
+    assert_eq!(merged.len(), 2);
+    assert_eq!(merged[0].pack, low);
+    assert_eq!(merged[1].indices().collect::<Vec<_>>(), vec![1, 12]);
+}
+
+#[test]
+fn unsorted_or_repeated_pack_references_are_refused() {
+    let c = crypto();
+    let account = AccountId::new();
+    let a = PackReference::new(ChunkId([1; 32]), [0]).unwrap();
+    let b = PackReference::new(ChunkId([2; 32]), [0]).unwrap();
+    for refs in [vec![b.clone(), a.clone()], vec![a.clone(), a.clone()]] {
+        let obj = object(account, References::Packs(refs), 1);
+        let bytes = obj
+            .encode(c.server_keys(), c.begin().unwrap().as_ref())
+            .unwrap();
+        let read = SnapshotObject::decode(c.server_keys(), None, account, obj.snapshot.id, &bytes);
+        assert!(matches!(read, Err(Error::Integrity { .. })), "{read:?}");
+    }
 }
 
 #[tokio::test]
@@ -169,4 +236,42 @@ async fn repository_init_is_idempotent_and_index_round_trips() {
         repo.key_envelopes(account).await.unwrap(),
         vec![("k1".to_owned(), b"env".to_vec())]
     );
+}
+
+/// The example header of docs/format.md section 8: 112 bytes, ending in the one reference.
+#[test]
+fn snapshot_header_matches_the_documented_example() {
+    let c = crypto();
+    let account = AccountId::new();
+    let pack = ChunkId([0xab; 32]);
+    let mut obj = object(
+        account,
+        References::Packs(vec![PackReference::new(pack, [0]).unwrap()]),
+        3,
+    );
+    obj.snapshot.job = None;
+    obj.snapshot.encrypted = true;
+    obj.snapshot.stats = BackupStats::default();
+    obj.snapshot.items[0].stats = ItemStats {
+        files: 3,
+        dirs: 1,
+        symlinks: 0,
+        bytes: 300,
+    };
+    let bytes = obj
+        .encode(c.server_keys(), c.begin().unwrap().as_ref())
+        .unwrap();
+    assert_eq!(&bytes[8..10], &[2, 0], "version 2");
+    let h = u32::from_le_bytes(bytes[10..14].try_into().unwrap()) as usize;
+    assert_eq!(h, 112);
+    let header = &bytes[14..14 + h];
+    let mut tail = vec![0x01];
+    tail.extend_from_slice(&[0xab; 32]);
+    tail.extend_from_slice(&[0x01, 0x01]);
+    assert!(header.ends_with(&tail));
+    // Ten zero stats, then `encrypted`.
+    assert!(header[..header.len() - tail.len()].ends_with(&[0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1]));
+    // The one item: home (2), files 3, dirs 1, symlinks 0, bytes 300.
+    let item = [0x01, 0x02, 0x03, 0x01, 0x00, 0xac, 0x02];
+    assert!(header.windows(item.len()).any(|w| w == item));
 }
