@@ -2,7 +2,7 @@
 
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use super::chunker::Chunker;
 use super::packer::BlobSink;
@@ -12,6 +12,9 @@ use crate::error::{Error, Result};
 use crate::model::{ChunkId, ItemKind, ItemStats, PathFilter};
 use crate::ports::ServerKeys;
 use crate::repo::{BlobKind, Node, Tree, TreeEntry};
+
+/// A stored file: its size and chunks.
+type Stored = (u64, Vec<ChunkId>);
 
 /// State of a backup's walking thread: chunker, blob sink, stat caches and counters.
 #[derive(Debug)]
@@ -74,16 +77,16 @@ impl Walker {
     fn store_file(
         &mut self,
         kind: ItemKind,
-        path: &Path,
+        path: impl FnOnce() -> PathBuf,
         rel: &[u8],
         meta: &std::fs::Metadata,
-    ) -> std::io::Result<Result<(u64, Vec<ChunkId>)>> {
+    ) -> std::result::Result<Result<Stored>, (PathBuf, std::io::Error)> {
         let k = key(self.server_keys(), kind, rel);
-        if let Some(cached) = self.old_cache.entries.get(&k)
+        // Taken out of the old cache (each key is visited once) into the new one.
+        if let Some(cached) = self.old_cache.entries.remove(&k)
             && cached.unchanged(meta)
             && cached.chunks.iter().all(|id| self.sink.contains(id))
         {
-            let cached = cached.clone();
             self.sink.reuse(&cached.chunks, cached.size);
             self.progress
                 .event(ProgressEvent::Bytes { bytes: cached.size });
@@ -93,8 +96,12 @@ impl Walker {
             self.new_cache.entries.insert(k, cached);
             return Ok(Ok(out));
         }
-        let file = std::fs::File::open(path)?;
-        let result = self.store_content(file, path);
+        let path = path();
+        let file = match std::fs::File::open(&path) {
+            Ok(f) => f,
+            Err(e) => return Err((path, e)),
+        };
+        let result = self.store_content(file, &path);
         if let Ok((_, chunks)) = &result
             && self.cacheable(meta)
         {
@@ -125,7 +132,8 @@ impl Walker {
 
         let mut tree = Tree::default();
         for (name, entry) in entries {
-            let path = dir.join(&name);
+            // Built only where needed: an unchanged file from the stat cache needs no path.
+            let path = || dir.join(&name);
             let mut rel_child = rel.to_vec();
             if !rel_child.is_empty() {
                 rel_child.push(b'/');
@@ -137,23 +145,24 @@ impl Walker {
             let meta = match entry.metadata() {
                 Ok(m) => m,
                 Err(e) => {
-                    self.skip(&path, &e);
+                    self.skip(&path(), &e);
                     continue;
                 }
             };
             let ft = meta.file_type();
             let node = if ft.is_file() {
-                match self.store_file(kind, &path, &rel_child, &meta) {
+                match self.store_file(kind, path, &rel_child, &meta) {
                     Ok(stored) => {
                         let (size, chunks) = stored?;
                         Node::File { size, chunks }
                     }
-                    Err(e) => {
+                    Err((path, e)) => {
                         self.skip(&path, &e);
                         continue;
                     }
                 }
             } else if ft.is_dir() {
+                let path = path();
                 match self.walk_dir(kind, &path, &rel_child, excludes) {
                     Ok((tree, stats)) => Node::Dir { tree, stats },
                     Err(Error::Io { path: p, source }) if p == path => {
@@ -163,6 +172,7 @@ impl Walker {
                     Err(e) => return Err(e),
                 }
             } else if ft.is_symlink() {
+                let path = path();
                 match std::fs::read_link(&path) {
                     Ok(target) => Node::Symlink {
                         target: target.as_os_str().as_bytes().to_vec(),

@@ -412,7 +412,7 @@ fn print_table(rows: &[Row]) {
             .max(r.noop.rss_kib)
             .max(r.one_percent.rss_kib);
         println!(
-            "| {} | {:.2} | {:.2} | {:.2} | {:.2} | {:.0} / {:.0} | {:.0} |",
+            "| {} | {:.2} | {:.2} | {:.2} | {:.2} | {:.0} / {:.0} | {:.1} |",
             r.tool,
             r.initial.secs,
             r.noop.secs,
@@ -440,7 +440,7 @@ fn print_table(rows: &[Row]) {
                 .max(x.restore.rss_kib)
         };
         println!(
-            "| {} | {:.1} | {:.1} | {:.1} | {:.1} | {:.2} | {:.2} |",
+            "| {} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} | {:.3} |",
             r.tool,
             r.initial.secs / ours.initial.secs,
             r.noop.secs / ours.noop.secs,
