@@ -18,7 +18,9 @@ use tokio::sync::mpsc;
 use crate::error::{Error, Result};
 use crate::model::{ChunkId, IdHasherBuilder, PackId};
 use crate::ports::ContentSealer;
-use crate::repo::{BlobCodec, BlobKind, BlobLocator, FinishedPack, PackReference, PackWriter};
+use crate::repo::{
+    BlobCodec, BlobKind, BlobLocator, FinishedPack, PackReference, PackWriter, set_entry_bit,
+};
 
 /// Counts kept while packing.
 #[derive(Debug, Default, Clone, Copy)]
@@ -107,12 +109,7 @@ impl BlobSink {
             if let Some(&(pack, entry)) = self.known.places.get(id)
                 && (pack, entry) != NEW
             {
-                let bits = &mut self.used[pack as usize];
-                let byte = entry as usize / 8;
-                if bits.len() <= byte {
-                    bits.resize(byte + 1, 0);
-                }
-                bits[byte] |= 1 << (entry % 8);
+                set_entry_bit(&mut self.used[pack as usize], entry as usize);
             }
         }
         self.stats.bytes_deduplicated += len;

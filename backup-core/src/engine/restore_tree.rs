@@ -466,11 +466,11 @@ impl Shared<'_> {
             }
             while i < needs.len() && needs[i].0 == id {
                 let (_, _, file, offset) = needs[i];
-                let tmp = self.files.tmp(file);
+                // The temporary name is derived only to open a file or to report an error.
                 let f = if self.home[file] == Some(slot) {
                     match owned.entry(file) {
                         Entry::Occupied(e) => e.into_mut(),
-                        Entry::Vacant(e) => e.insert(create_temp(&tmp)?),
+                        Entry::Vacant(e) => e.insert(create_temp(&self.files.tmp(file))?),
                     }
                 } else {
                     if !open.contains_key(&file) && open.len() >= OPEN_FILES {
@@ -478,16 +478,19 @@ impl Shared<'_> {
                     }
                     match open.entry(file) {
                         Entry::Occupied(e) => e.into_mut(),
-                        Entry::Vacant(e) => e.insert(
-                            std::fs::OpenOptions::new()
-                                .write(true)
-                                .open(&tmp)
-                                .map_err(|e| crate::Error::io(&tmp, e))?,
-                        ),
+                        Entry::Vacant(e) => {
+                            let tmp = self.files.tmp(file);
+                            e.insert(
+                                std::fs::OpenOptions::new()
+                                    .write(true)
+                                    .open(&tmp)
+                                    .map_err(|e| crate::Error::io(&tmp, e))?,
+                            )
+                        }
                     }
                 };
                 f.write_all_at(&data, offset)
-                    .map_err(|e| crate::Error::io(&tmp, e))?;
+                    .map_err(|e| crate::Error::io(self.files.tmp(file), e))?;
                 self.written[file].fetch_add(data.len() as u64, Ordering::Relaxed);
                 self.progress.event(ProgressEvent::Bytes {
                     bytes: data.len() as u64,

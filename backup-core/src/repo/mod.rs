@@ -40,6 +40,7 @@ pub use pack::{
     PackTrailer, PackWriter, TrailerEntry, read_pack, read_pack_unhashed, read_trailer,
     trailer_span,
 };
+pub(crate) use snapshot::set_entry_bit;
 pub use snapshot::{
     PackReference, References, SNAPSHOT_VERSION, SnapshotObject, normalize_references,
 };

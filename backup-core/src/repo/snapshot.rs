@@ -61,10 +61,7 @@ impl PackReference {
     pub fn new(pack: PackId, indices: impl IntoIterator<Item = usize>) -> Option<Self> {
         let mut bits = Vec::new();
         for i in indices {
-            if bits.len() <= i / 8 {
-                bits.resize(i / 8 + 1, 0);
-            }
-            bits[i / 8] |= 1 << (i % 8);
+            set_entry_bit(&mut bits, i);
         }
         Self::from_bits(pack, bits)
     }
@@ -115,6 +112,14 @@ impl PackReference {
             *a |= b;
         }
     }
+}
+
+/// Sets bit `i` of a [`PackReference`] bitmap, growing it as needed.
+pub(crate) fn set_entry_bit(bits: &mut Vec<u8>, i: usize) {
+    if bits.len() <= i / 8 {
+        bits.resize(i / 8 + 1, 0);
+    }
+    bits[i / 8] |= 1 << (i % 8);
 }
 
 /// Sorts references by pack and merges those of the same pack.
