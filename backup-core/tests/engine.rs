@@ -65,6 +65,20 @@ async fn restore_all(
     .unwrap()
 }
 
+/// Verifies every snapshot and reads every pack.
+async fn verify_data(f: &Fixture) -> engine::VerifyReport {
+    engine::verify(
+        &f.handle,
+        &[],
+        engine::VerifyOptions {
+            read_data: true,
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn backup_then_restore_is_identical() {
     let live = tempfile::tempdir().unwrap();
@@ -572,16 +586,7 @@ async fn verify_finds_damage_with_and_without_reading_data() {
     make_account(live.path(), 8);
     let f = fixture(Account::new("ken").unwrap()).await;
     let snap = backup(&f, live.path()).await;
-    let clean = verify(
-        &f.handle,
-        &[],
-        VerifyOptions {
-            read_data: true,
-            ..Default::default()
-        },
-    )
-    .await
-    .unwrap();
+    let clean = verify_data(&f).await;
     assert!(clean.is_ok(), "{:?}", clean.problems);
     assert_eq!(clean.snapshots, 1);
     assert_eq!(clean.blobs_authenticated, snap.stats.chunks_new);
@@ -618,16 +623,7 @@ async fn verify_finds_damage_with_and_without_reading_data() {
         .await
         .unwrap();
     assert!(structure.is_ok());
-    let data = verify(
-        &f.handle,
-        &[],
-        VerifyOptions {
-            read_data: true,
-            ..Default::default()
-        },
-    )
-    .await
-    .unwrap();
+    let data = verify_data(&f).await;
     assert_eq!(data.problems.len(), 1, "{:?}", data.problems);
 
     // Remove a pack: structure fails.
@@ -636,6 +632,65 @@ async fn verify_finds_damage_with_and_without_reading_data() {
         .await
         .unwrap();
     assert!(!structure.is_ok());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn small_files_are_compressed_in_groups_and_restored_exactly() {
+    let live = tempfile::tempdir().unwrap();
+    for i in 0..300 {
+        let text = format!("<?php echo 'page {i}'; // shared theme code\n").repeat(20 + i % 50);
+        write(
+            live.path(),
+            &format!("home/site/page{i}.php"),
+            text.as_bytes(),
+        );
+    }
+    // Incompressible small files end up stored one by one.
+    for i in 0..20 {
+        write(
+            live.path(),
+            &format!("home/media/img{i}.jpg"),
+            &pseudo_random(20_000 + i, i as u64 + 1),
+        );
+    }
+    let f = fixture(Account::new("groups").unwrap()).await;
+    let snap = backup(&f, live.path()).await;
+    let locator = f.handle.load_locator().await.unwrap();
+    let entries: Vec<TrailerEntry> = locator
+        .packs()
+        .flat_map(|(_, t)| t.entries.iter().copied())
+        .filter(|e| e.kind == BlobKind::Data)
+        .collect();
+    let grouped = entries
+        .iter()
+        .filter(|e| e.compression == Compression::ZstdGroup)
+        .count();
+    let groups: std::collections::HashSet<_> = entries
+        .iter()
+        .filter(|e| e.compression == Compression::ZstdGroup)
+        .map(|e| e.offset)
+        .collect();
+    assert!(
+        grouped >= 250,
+        "{grouped} of {} blobs grouped",
+        entries.len()
+    );
+    assert!(groups.len() < grouped / 4, "groups hold many members");
+    assert!(
+        entries
+            .iter()
+            .filter(|e| e.compression == Compression::None)
+            .count()
+            >= 20,
+        "random files are not compressed"
+    );
+
+    let target = tempfile::tempdir().unwrap();
+    restore_all(&f, &snap, target.path()).await;
+    assert_trees_equal(live.path(), target.path());
+    let report = verify_data(&f).await;
+    assert!(report.is_ok(), "{:?}", report.problems);
+    assert_eq!(report.blobs_authenticated, snap.stats.chunks_new);
 }
 
 /// The blob ids a stored snapshot references (through its pack references and the packs'

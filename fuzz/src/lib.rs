@@ -89,14 +89,29 @@ pub fn pack_trailer(data: &[u8]) {
         return;
     };
     let mut codec = BlobCodec::new(1).expect("zstd context");
-    for e in t.entries.iter().filter(|e| e.raw_len <= MAX_OPENED_RAW_LEN) {
+    let small: Vec<_> = t
+        .entries
+        .iter()
+        .filter(|e| e.raw_len <= MAX_OPENED_RAW_LEN && e.group_len <= MAX_OPENED_RAW_LEN)
+        .copied()
+        .collect();
+    let mut one_by_one = Vec::with_capacity(small.len());
+    for e in &small {
         let start = e.offset as usize;
         let sealed = pack[start..start + e.stored_len as usize].to_vec();
-        if let Ok(plain) = codec.open_blob(&keys, session.as_ref(), e, sealed) {
+        let opened = codec.open_blob(&keys, session.as_ref(), e, sealed);
+        if let Ok(plain) = &opened {
             assert_eq!(plain.len(), e.raw_len as usize);
-            assert_eq!(keys.chunk_id(&plain), e.id);
+            assert_eq!(keys.chunk_id(plain), e.id);
         }
+        one_by_one.push(opened.ok());
     }
+    // Opening the whole pack (each group once) gives the same blobs.
+    let mut all = Vec::with_capacity(small.len());
+    codec.open_all(&keys, session.as_ref(), &pack, &small, |_, opened| {
+        all.push(opened.ok());
+    });
+    assert_eq!(all, one_by_one, "open_all and open_blob disagree");
 }
 
 /// Snapshot objects, raw and behind a valid MAC, opened with and without the content key.

@@ -162,13 +162,10 @@ pub async fn backup(
     // Finishing (or dropping) the sink closes the job queue: workers flush and stop, which
     // closes the upload queue, so the uploader ends too.
     let (finished, walker_rest) = match walker {
-        Some(w) => {
-            let (refs, stats) = w.sink.finish();
-            (
-                Some((refs, stats)),
-                Some((w.new_cache, w.bytes_read, w.files_unchanged, w.skipped)),
-            )
-        }
+        Some(w) => (
+            Some(w.sink.finish()),
+            Some((w.new_cache, w.bytes_read, w.files_unchanged, w.skipped)),
+        ),
         None => (None, None),
     };
     let workers_done = tokio::task::spawn_blocking(move || workers.join())
@@ -183,7 +180,7 @@ pub async fn backup(
     let (items, roots) = walked?;
     let ((references, pack_stats), (new_cache, bytes_read, files_unchanged, skipped)) =
         match (finished, walker_rest) {
-            (Some(f), Some(r)) => (f, r),
+            (Some(f), Some(r)) => (f?, r),
             _ => {
                 return Err(Error::Internal {
                     reason: "backup worker lost".into(),

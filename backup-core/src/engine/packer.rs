@@ -1,6 +1,7 @@
 //! The writing end of a backup, in two halves:
 //! - [`BlobSink`] runs on the walking thread: it hashes each blob (keyed chunk id), drops
-//!   those the account already has, and hands new ones to the pack workers;
+//!   those the account already has, gathers small new data blobs into groups and hands
+//!   blobs and groups to the pack workers;
 //! - [`PackWorkers`] are threads, one per core, that compress, seal and pack blobs and pass
 //!   full packs to the uploader.
 //!
@@ -19,7 +20,8 @@ use crate::error::{Error, Result};
 use crate::model::{ChunkId, IdHasherBuilder, PackId};
 use crate::ports::ContentSealer;
 use crate::repo::{
-    BlobCodec, BlobKind, BlobLocator, FinishedPack, PackReference, PackWriter, set_entry_bit,
+    BlobCodec, BlobKind, BlobLocator, Compression, FinishedPack, GROUP_MEMBER_MAX, GROUP_TARGET,
+    PackReference, PackWriter, set_entry_bit,
 };
 
 /// Counts kept while packing.
@@ -31,10 +33,22 @@ pub(crate) struct PackStats {
     pub(crate) chunks_deduplicated: u64,
 }
 
-/// A new blob on its way to a worker.
-struct Job {
-    id: ChunkId,
-    kind: BlobKind,
+/// New blobs on their way to a worker.
+enum Job {
+    /// One blob.
+    Blob {
+        id: ChunkId,
+        kind: BlobKind,
+        data: Vec<u8>,
+    },
+    /// Small data blobs to compress together: their plaintexts concatenated in `data`.
+    Group(Group),
+}
+
+/// Small data blobs gathered for one group.
+#[derive(Default)]
+struct Group {
+    members: Vec<(ChunkId, u32)>,
     data: Vec<u8>,
 }
 
@@ -84,6 +98,8 @@ pub(crate) struct BlobSink {
     known: KnownBlobs,
     /// Per existing pack, the bitmap of its trailer entries in use.
     used: Vec<Vec<u8>>,
+    /// Small data blobs waiting to fill a group.
+    group: Group,
     jobs: Option<SyncSender<Job>>,
     pub(crate) stats: PackStats,
 }
@@ -126,19 +142,46 @@ impl BlobSink {
         self.known.places.insert(id, NEW);
         self.stats.bytes_new += plaintext.len() as u64;
         self.stats.chunks_new += 1;
-        let jobs = self.jobs.as_ref().ok_or_else(workers_closed)?;
+        if kind == BlobKind::Data && plaintext.len() < GROUP_MEMBER_MAX {
+            if self.group.data.len() + plaintext.len() > GROUP_TARGET {
+                self.send_group()?;
+            }
+            if self.group.data.capacity() == 0 {
+                // Spare room for the seal's nonce and tag, so sealing does not reallocate.
+                self.group.data.reserve_exact(GROUP_TARGET + 64);
+            }
+            self.group.data.extend_from_slice(plaintext);
+            // Below GROUP_MEMBER_MAX, so it fits.
+            self.group.members.push((id, plaintext.len() as u32));
+            return Ok(id);
+        }
         // Spare room for the seal's nonce and tag, so sealing in place does not reallocate.
         let mut data = Vec::with_capacity(plaintext.len() + 64);
         data.extend_from_slice(plaintext);
-        jobs.send(Job { id, kind, data })
-            .map_err(|_| workers_closed())?;
+        self.send(Job::Blob { id, kind, data })?;
         Ok(id)
     }
 
-    /// Closes the job channel (workers flush and stop) and returns the existing packs'
-    /// entries the snapshot uses (blobs it added are in the new packs, all of them used).
-    pub(crate) fn finish(mut self) -> (Vec<PackReference>, PackStats) {
+    fn send(&self, job: Job) -> Result<()> {
+        let jobs = self.jobs.as_ref().ok_or_else(workers_closed)?;
+        jobs.send(job).map_err(|_| workers_closed())
+    }
+
+    fn send_group(&mut self) -> Result<()> {
+        if self.group.members.is_empty() {
+            return Ok(());
+        }
+        let group = std::mem::take(&mut self.group);
+        self.send(Job::Group(group))
+    }
+
+    /// Sends the last group, closes the job channel (workers flush and stop) and returns the
+    /// existing packs' entries the snapshot uses (blobs it added are in the new packs, all of
+    /// them used).
+    pub(crate) fn finish(mut self) -> Result<(Vec<PackReference>, PackStats)> {
+        let sent = self.send_group();
         self.jobs = None;
+        sent?;
         let refs = self
             .known
             .packs
@@ -146,7 +189,7 @@ impl BlobSink {
             .zip(self.used)
             .filter_map(|(pack, bits)| PackReference::from_bits(*pack, bits))
             .collect();
-        (refs, self.stats)
+        Ok((refs, self.stats))
     }
 }
 
@@ -203,6 +246,7 @@ pub(crate) fn start(
         sealer: config.sealer,
         used: vec![Vec::new(); config.known.packs.len()],
         known: config.known,
+        group: Group::default(),
         jobs: Some(tx),
         stats: PackStats::default(),
     };
@@ -255,22 +299,67 @@ impl Worker {
     }
 
     fn add(&mut self, job: Job) -> Result<()> {
-        let raw_len = job.data.len();
-        let (compression, encoded) = self.codec.encode_owned(job.data);
-        let slot = match job.kind {
+        match job {
+            Job::Blob { id, kind, data } => {
+                let raw_len = data.len();
+                let (compression, encoded) = self.codec.encode_owned(data);
+                self.writer(kind)?.add(id, compression, raw_len, encoded)?;
+                self.flush_if_full(kind)
+            }
+            Job::Group(group) if group.members.len() > 1 => {
+                if let Some(compressed) = self.codec.encode_group(&group.data) {
+                    self.writer(BlobKind::Data)?
+                        .add_group(&group.members, compressed)?;
+                    return self.flush_if_full(BlobKind::Data);
+                }
+                // Incompressible together: each member is stored as it is.
+                let mut at = 0;
+                for (id, len) in group.members {
+                    let len = len as usize;
+                    let mut data = Vec::with_capacity(len + 64);
+                    data.extend_from_slice(&group.data[at..at + len]);
+                    at += len;
+                    self.writer(BlobKind::Data)?
+                        .add(id, Compression::None, len, data)?;
+                    self.flush_if_full(BlobKind::Data)?;
+                }
+                Ok(())
+            }
+            // A group of one is a blob like any other.
+            Job::Group(group) => match group.members.first() {
+                Some(&(id, _)) => self.add(Job::Blob {
+                    id,
+                    kind: BlobKind::Data,
+                    data: group.data,
+                }),
+                None => Ok(()),
+            },
+        }
+    }
+
+    /// The open pack of `kind`, started if needed.
+    fn writer(&mut self, kind: BlobKind) -> Result<&mut PackWriter> {
+        let slot = match kind {
             BlobKind::Data => &mut self.data,
             BlobKind::Tree => &mut self.tree,
         };
         if slot.is_none() {
             let capacity = self.pack_size + self.pack_size / 8;
-            *slot = Some(PackWriter::new(job.kind, self.sealer.begin()?, capacity));
+            *slot = Some(PackWriter::new(kind, self.sealer.begin()?, capacity));
         }
-        let writer = slot.as_mut().ok_or_else(|| Error::Internal {
+        slot.as_mut().ok_or_else(|| Error::Internal {
             reason: "pack writer missing".into(),
-        })?;
-        writer.add(job.id, compression, raw_len, encoded)?;
-        if writer.len() >= self.pack_size {
-            self.flush(job.kind)?;
+        })
+    }
+
+    fn flush_if_full(&mut self, kind: BlobKind) -> Result<()> {
+        let len = match kind {
+            BlobKind::Data => self.data.as_ref(),
+            BlobKind::Tree => self.tree.as_ref(),
+        }
+        .map_or(0, PackWriter::len);
+        if len >= self.pack_size {
+            self.flush(kind)?;
         }
         Ok(())
     }

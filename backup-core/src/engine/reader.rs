@@ -1,5 +1,6 @@
 //! Reading blobs back: fetches whole packs (header and trailer checked), keeps the few most
-//! recent in memory, opens and authenticates blobs. Used from blocking threads.
+//! recent in memory (and the last opened groups of small blobs), opens and authenticates
+//! blobs. Used from blocking threads.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
@@ -10,7 +11,11 @@ use tokio::runtime::Handle;
 use crate::error::{Error, Result};
 use crate::model::{ChunkId, IdHasherBuilder, PackId};
 use crate::ports::OpenSession;
-use crate::repo::{AccountRepo, BlobCodec, BlobLocator, TrailerEntry, Tree};
+use crate::repo::{AccountRepo, BlobCodec, BlobLocator, Compression, TrailerEntry, Tree};
+
+/// Opened groups kept per reader: callers read a pack's blobs in trailer order, so each
+/// group is opened once.
+const GROUPS: usize = 2;
 
 /// Reads and authenticates blobs of one account.
 pub(crate) struct BlobReader {
@@ -20,6 +25,8 @@ pub(crate) struct BlobReader {
     codec: BlobCodec,
     cache: VecDeque<CachedPack>,
     capacity: usize,
+    /// Opened groups: pack, group offset and plaintext.
+    groups: VecDeque<(PackId, u64, Vec<u8>)>,
 }
 
 /// A fetched pack, checked against its id, with its own trailer's entries and session.
@@ -54,6 +61,7 @@ impl BlobReader {
             codec: BlobCodec::new(1)?,
             cache: VecDeque::new(),
             capacity: capacity.max(1),
+            groups: VecDeque::new(),
         })
     }
 
@@ -94,11 +102,12 @@ impl BlobReader {
         Ok(self.cache.len() - 1)
     }
 
-    /// The pack said to hold blob `id` and the blob's plaintext length.
-    pub(crate) fn locate(&self, id: &ChunkId) -> Result<(PackId, u32)> {
+    /// The pack said to hold blob `id`, the blob's plaintext length and its place in the
+    /// pack (reading a pack's blobs in that order opens each group once).
+    pub(crate) fn locate(&self, id: &ChunkId) -> Result<(PackId, u32, (u64, u32))> {
         self.locator
             .locate(id)
-            .map(|(pack, entry)| (*pack, entry.raw_len))
+            .map(|(pack, entry)| (*pack, entry.raw_len, (entry.offset, entry.group_start)))
             .ok_or_else(|| {
                 Error::integrity(
                     format!("blob {id}"),
@@ -120,16 +129,29 @@ impl BlobReader {
         let entry = *cached.entries.get(id).ok_or_else(|| {
             Error::integrity(format!("pack {pack}"), format!("does not hold blob {id}"))
         })?;
+        let keys = self.repo.sealer().server_keys();
+        if entry.compression == Compression::ZstdGroup
+            && let Some((_, _, group)) = self
+                .groups
+                .iter()
+                .find(|(p, at, _)| *p == pack && *at == entry.offset)
+        {
+            return BlobCodec::member(keys, &entry, group);
+        }
         // Offsets were checked against the pack body when its trailer was parsed.
         let start = entry.offset as usize;
         let sealed = cached.bytes[start..start + entry.stored_len as usize].to_vec();
         let session = cached.session.clone();
-        self.codec.open_blob(
-            self.repo.sealer().server_keys(),
-            session.as_ref(),
-            &entry,
-            sealed,
-        )
+        if entry.compression != Compression::ZstdGroup {
+            return self.codec.open_blob(keys, session.as_ref(), &entry, sealed);
+        }
+        let group = self.codec.open_group(session.as_ref(), &entry, sealed)?;
+        let plain = BlobCodec::member(keys, &entry, &group);
+        if self.groups.len() >= GROUPS {
+            self.groups.pop_front();
+        }
+        self.groups.push_back((pack, entry.offset, group));
+        plain
     }
 
     /// Reads and parses a tree blob.

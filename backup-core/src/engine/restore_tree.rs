@@ -323,8 +323,9 @@ pub(crate) fn write(
     Ok(stats)
 }
 
-/// Where one blob goes: chunk id, plaintext length, file index, offset in the file.
-type Need = (ChunkId, u32, usize, u64);
+/// Where one blob goes: chunk id, plaintext length, file index, offset in the file, and the
+/// blob's place in its pack (offset, start in its group).
+type Need = (ChunkId, u32, usize, u64, (u64, u32));
 
 /// Writes every chunk of every pending file, grouped by pack in order of first use, and
 /// moves each file into place once complete. Packs are shared out among one thread per core
@@ -343,12 +344,12 @@ fn write_data(reader: &mut BlobReader, files: &Files<'_>, progress: &ProgressSin
         let mut offset = 0u64;
         let mut packs = (None, false);
         for id in &plan.chunks[f.chunks.clone()] {
-            let (pack, len) = reader.locate(id)?;
+            let (pack, len, place) = reader.locate(id)?;
             let slot = *slot_of.entry(pack).or_insert_with(|| {
                 by_pack.push(Vec::new());
                 by_pack.len() - 1
             });
-            by_pack[slot].push((*id, len, file, offset));
+            by_pack[slot].push((*id, len, file, offset, place));
             offset += u64::from(len);
             packs = match packs {
                 (None, _) => (Some(slot), false),
@@ -365,8 +366,9 @@ fn write_data(reader: &mut BlobReader, files: &Files<'_>, progress: &ProgressSin
             create_temp(&files.tmp(file))?;
         }
     }
+    // In pack order (a blob's uses side by side, each group opened once).
     for needs in &mut by_pack {
-        needs.sort_unstable_by_key(|n| (n.0, n.2, n.3));
+        needs.sort_unstable_by_key(|n| (n.4, n.2, n.3));
     }
     let threads = std::thread::available_parallelism()
         .map(|n| n.get())
@@ -456,7 +458,7 @@ impl Shared<'_> {
         let mut owned: HashMap<usize, std::fs::File> = HashMap::new();
         let mut i = 0;
         while i < needs.len() {
-            let (id, len, _, _) = needs[i];
+            let (id, len, _, _, _) = needs[i];
             let data = reader.read(&id)?;
             if data.len() != len as usize {
                 return Err(crate::Error::integrity(
@@ -465,7 +467,7 @@ impl Shared<'_> {
                 ));
             }
             while i < needs.len() && needs[i].0 == id {
-                let (_, _, file, offset) = needs[i];
+                let (_, _, file, offset, _) = needs[i];
                 // The temporary name is derived only to open a file or to report an error.
                 let f = if self.home[file] == Some(slot) {
                     match owned.entry(file) {

@@ -172,15 +172,16 @@ pub async fn verify(
                 continue;
             }
         };
-        for e in &trailer.entries {
-            let start = e.offset as usize;
-            let end = start + e.stored_len as usize;
-            let sealed = bytes[start..end].to_vec();
-            match codec.open_blob(keys_holder.server_keys(), session.as_ref(), e, sealed) {
+        codec.open_all(
+            keys_holder.server_keys(),
+            session.as_ref(),
+            &bytes,
+            &trailer.entries,
+            |e, opened| match opened {
                 Ok(_) => report.blobs_authenticated += 1,
                 Err(err) => report.problem(format!("blob {} in pack {id}", e.id), err.to_string()),
-            }
-        }
+            },
+        );
     }
     Ok(report)
 }

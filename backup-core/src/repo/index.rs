@@ -14,6 +14,9 @@ use crate::error::{Error, Result};
 use crate::model::{ChunkId, PackId};
 use crate::ports::{MacDomain, ServerKeys};
 
+/// The index version written: 2, whose trailers may list groups (version 1 is still read).
+pub const INDEX_VERSION: u16 = 2;
+
 /// One pack as an index lists it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct IndexedPack {
@@ -29,7 +32,7 @@ pub struct IndexedPack {
 pub fn encode_index(keys: &ServerKeys, packs: &[IndexedPack]) -> Result<(ChunkId, Vec<u8>)> {
     let mut out = Vec::new();
     out.extend_from_slice(INDEX_MAGIC);
-    out.extend_from_slice(&FORMAT_VERSION.to_le_bytes());
+    out.extend_from_slice(&INDEX_VERSION.to_le_bytes());
     out.extend_from_slice(&len_u32(packs.len(), "index")?.to_le_bytes());
     for p in packs {
         let t = p.trailer.encode()?;
@@ -59,7 +62,7 @@ pub fn decode_index(keys: &ServerKeys, id: &ChunkId, bytes: &[u8]) -> Result<Vec
         ));
     }
     let mut r = ByteReader::new(body, &object);
-    r.magic_and_version(INDEX_MAGIC)?;
+    r.magic_and_versions(INDEX_MAGIC, &[FORMAT_VERSION, INDEX_VERSION])?;
     let count = r.u32()? as usize;
     let mut packs = Vec::with_capacity(count.min(1 << 16));
     for _ in 0..count {

@@ -34,12 +34,13 @@ pub use config::{ChunkerParams, RepoConfig};
 pub use format::{
     CONFIG_MAGIC, FORMAT_VERSION, INDEX_MAGIC, PACK_MAGIC, SNAPSHOT_MAGIC, TRAILER_MAGIC,
 };
-pub use index::{IndexedPack, decode_index, encode_index};
+pub use index::{INDEX_VERSION, IndexedPack, decode_index, encode_index};
 pub use pack::{
-    BlobCodec, BlobKind, BlobLocator, Compression, ENTRY_LEN, FOOTER_LEN, FinishedPack, HEADER_LEN,
-    PackTrailer, PackWriter, TrailerEntry, read_pack, read_pack_unhashed, read_trailer,
-    trailer_span,
+    BlobCodec, BlobKind, BlobLocator, Compression, ENTRY_LEN, FOOTER_LEN, FinishedPack,
+    GROUP_MAX_LEN, HEADER_LEN, PACK_VERSION, PackTrailer, PackWriter, TrailerEntry, read_pack,
+    read_pack_unhashed, read_trailer, trailer_span,
 };
+pub(crate) use pack::{GROUP_MEMBER_MAX, GROUP_TARGET};
 pub(crate) use snapshot::set_entry_bit;
 pub use snapshot::{
     PackReference, References, SNAPSHOT_VERSION, SnapshotObject, normalize_references,
