@@ -2,7 +2,8 @@
 //!
 //! The key hierarchy of backup-core: a server [`MasterKey`] wraps each account's
 //! [`AccountKeys`] (keyed-hash secrets and an X25519 keypair) into a key envelope; content is
-//! sealed with per-object ephemeral X25519 keys and XChaCha20-Poly1305, implementing core's
+//! sealed with per-object ephemeral X25519 keys and AES-256-GCM (where the CPU runs it in
+//! hardware) or XChaCha20-Poly1305, implementing core's
 //! [`ContentSealer`](backup_core::ports::ContentSealer) and
 //! [`ContentOpener`](backup_core::ports::ContentOpener) ports.
 //!
