@@ -118,12 +118,16 @@ impl BlobReader {
 
     /// The plaintext of blob `id`, authenticated.
     pub(crate) fn read(&mut self, id: &ChunkId) -> Result<Vec<u8>> {
-        let (pack, _) = *self.locator.locate(id).ok_or_else(|| {
-            Error::integrity(
-                format!("blob {id}"),
-                "referenced but in no pack (missing pack or index)",
-            )
-        })?;
+        let pack = *self
+            .locator
+            .locate(id)
+            .ok_or_else(|| {
+                Error::integrity(
+                    format!("blob {id}"),
+                    "referenced but in no pack (missing pack or index)",
+                )
+            })?
+            .0;
         let slot = self.pack(&pack)?;
         let cached = &self.cache[slot];
         let entry = *cached.entries.get(id).ok_or_else(|| {

@@ -709,11 +709,14 @@ impl BlobCodec {
     }
 }
 
-/// Where each blob of a set of packs lives.
+/// Where each blob of a set of packs lives. Each blob costs one small map entry (its pack's
+/// and its entry's positions) next to the trailers, which hold every entry once.
 #[derive(Debug, Default, Clone)]
 pub struct BlobLocator {
-    blobs: HashMap<ChunkId, (PackId, TrailerEntry), IdHasherBuilder>,
-    packs: HashMap<PackId, PackTrailer, IdHasherBuilder>,
+    /// Per blob: its pack's position in `packs` and its entry's in that trailer.
+    blobs: HashMap<ChunkId, (usize, usize), IdHasherBuilder>,
+    packs: Vec<(PackId, PackTrailer)>,
+    pack_positions: HashMap<PackId, usize, IdHasherBuilder>,
 }
 
 impl BlobLocator {
@@ -722,12 +725,17 @@ impl BlobLocator {
         Self::default()
     }
 
-    /// Adds a pack's trailer.
+    /// Adds a pack's trailer (a pack added again is ignored: its id fixes its trailer).
     pub fn add_pack(&mut self, id: PackId, trailer: PackTrailer) {
-        for e in &trailer.entries {
-            self.blobs.entry(e.id).or_insert((id, *e));
+        if self.pack_positions.contains_key(&id) {
+            return;
         }
-        self.packs.insert(id, trailer);
+        let pack = self.packs.len();
+        for (entry, e) in trailer.entries.iter().enumerate() {
+            self.blobs.entry(e.id).or_insert((pack, entry));
+        }
+        self.pack_positions.insert(id, pack);
+        self.packs.push((id, trailer));
     }
 
     /// Whether a blob is known.
@@ -735,24 +743,27 @@ impl BlobLocator {
         self.blobs.contains_key(id)
     }
 
-    /// Where a blob is.
-    pub fn locate(&self, id: &ChunkId) -> Option<&(PackId, TrailerEntry)> {
-        self.blobs.get(id)
+    /// Where a blob is: the first pack added that holds it, and its entry there.
+    pub fn locate(&self, id: &ChunkId) -> Option<(&PackId, &TrailerEntry)> {
+        let &(pack, entry) = self.blobs.get(id)?;
+        let (pack_id, trailer) = self.packs.get(pack)?;
+        Some((pack_id, trailer.entries.get(entry)?))
     }
 
     /// A pack's trailer.
     pub fn pack(&self, id: &PackId) -> Option<&PackTrailer> {
-        self.packs.get(id)
+        let &pack = self.pack_positions.get(id)?;
+        self.packs.get(pack).map(|(_, trailer)| trailer)
     }
 
     /// Whether a pack is known.
     pub fn has_pack(&self, id: &PackId) -> bool {
-        self.packs.contains_key(id)
+        self.pack_positions.contains_key(id)
     }
 
-    /// Every pack with its trailer.
+    /// Every pack with its trailer, in the order they were added.
     pub fn packs(&self) -> impl Iterator<Item = (&PackId, &PackTrailer)> {
-        self.packs.iter()
+        self.packs.iter().map(|(id, trailer)| (id, trailer))
     }
 
     /// Number of blobs.
