@@ -116,14 +116,22 @@ pub async fn backup(
     kinds.dedup();
 
     let sealer = repo.sealer().clone();
-    let old_cache = match request.stat_cache {
-        Some(store) => match store.load(account.id, request.destination).await? {
-            Some(bytes) => StatCache::decode(sealer.server_keys(), &bytes),
-            None => StatCache::default(),
+    // The stat cache and the account's blob locations load side by side.
+    let (cached, locator) = tokio::join!(
+        async {
+            match request.stat_cache {
+                Some(store) => store.load(account.id, request.destination).await,
+                None => Ok(None),
+            }
         },
+        repo.load_locator()
+    );
+    let old_cache = match cached? {
+        Some(bytes) => StatCache::decode(sealer.server_keys(), &bytes),
         None => StatCache::default(),
     };
-    let locator = repo.load_locator().await?;
+    let locator = locator?;
+    let cached_files = old_cache.entries.len();
     let known = KnownBlobs::from_locator(&locator)?;
     drop(locator);
     let config = *repo.repository().config();
@@ -150,7 +158,8 @@ pub async fn backup(
         keys: sealer.clone(),
         progress: progress.clone(),
         old_cache,
-        new_cache: StatCache::default(),
+        // Most files of an account are there again: room for all of them up front.
+        new_cache: StatCache::with_capacity(cached_files),
         started_ns: created.timestamp_nanos_opt().unwrap_or(i64::MAX),
         bytes_read: 0,
         files_unchanged: 0,

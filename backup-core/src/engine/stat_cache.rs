@@ -144,6 +144,15 @@ pub(crate) struct StatCache {
     pub(crate) entries: HashMap<[u8; 32], CachedFile, IdHasherBuilder>,
 }
 
+impl StatCache {
+    /// An empty cache with room for `n` files.
+    pub(crate) fn with_capacity(n: usize) -> Self {
+        Self {
+            entries: HashMap::with_capacity_and_hasher(n, IdHasherBuilder::default()),
+        }
+    }
+}
+
 /// The key of a file: keyed hash of the item code and the path bytes under the item root.
 pub(crate) fn key(keys: &ServerKeys, kind: ItemKind, rel: &[u8]) -> [u8; 32] {
     let mut h = keys.mac_hasher(MacDomain::Path);
