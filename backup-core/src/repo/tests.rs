@@ -275,3 +275,37 @@ fn snapshot_header_matches_the_documented_example() {
     let item = [0x01, 0x02, 0x03, 0x01, 0x00, 0xac, 0x02];
     assert!(header.windows(item.len()).any(|w| w == item));
 }
+
+#[test]
+fn index_objects_of_version_1_are_still_read() {
+    let c = crypto();
+    let keys = c.server_keys();
+    let trailer = PackTrailer {
+        kind: BlobKind::Data,
+        seal_header: Vec::new(),
+        entries: Vec::new(),
+    };
+    let packs = vec![IndexedPack {
+        id: ChunkId([3; 32]),
+        len: 100,
+        trailer,
+    }];
+    let (id, bytes) = encode_index(keys, &packs).unwrap();
+    assert_eq!(&bytes[8..10], &INDEX_VERSION.to_le_bytes());
+    assert_eq!(decode_index(keys, &id, &bytes).unwrap(), packs);
+    // The same index written at version 1 (its MAC, and so its name, recomputed).
+    let reframe = |version: u16| {
+        let mut body = bytes[..bytes.len() - 32].to_vec();
+        body[8..10].copy_from_slice(&version.to_le_bytes());
+        let mac = keys.mac(crate::ports::MacDomain::Index, &body);
+        body.extend_from_slice(&mac);
+        (ChunkId(mac), body)
+    };
+    let (old_id, old) = reframe(1);
+    assert_eq!(decode_index(keys, &old_id, &old).unwrap(), packs);
+    let (new_id, newer) = reframe(3);
+    assert!(matches!(
+        decode_index(keys, &new_id, &newer),
+        Err(Error::UnsupportedVersion { version: 3, .. })
+    ));
+}
