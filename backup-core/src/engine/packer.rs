@@ -337,7 +337,16 @@ impl Worker {
         }
     }
 
-    /// The open pack of `kind`, started if needed.
+    /// Where the open pack of `kind` is kept.
+    fn slot(&mut self, kind: BlobKind) -> &mut Option<PackWriter> {
+        match kind {
+            BlobKind::Data => &mut self.data,
+            BlobKind::Tree => &mut self.tree,
+        }
+    }
+
+    /// The open pack of `kind`, started if needed (fields borrowed one by one: the slot and
+    /// the sealer).
     fn writer(&mut self, kind: BlobKind) -> Result<&mut PackWriter> {
         let slot = match kind {
             BlobKind::Data => &mut self.data,
@@ -353,11 +362,7 @@ impl Worker {
     }
 
     fn flush_if_full(&mut self, kind: BlobKind) -> Result<()> {
-        let len = match kind {
-            BlobKind::Data => self.data.as_ref(),
-            BlobKind::Tree => self.tree.as_ref(),
-        }
-        .map_or(0, PackWriter::len);
+        let len = self.slot(kind).as_ref().map_or(0, PackWriter::len);
         if len >= self.pack_size {
             self.flush(kind)?;
         }
@@ -365,11 +370,7 @@ impl Worker {
     }
 
     fn flush(&mut self, kind: BlobKind) -> Result<()> {
-        let slot = match kind {
-            BlobKind::Data => &mut self.data,
-            BlobKind::Tree => &mut self.tree,
-        };
-        if let Some(writer) = slot.take()
+        if let Some(writer) = self.slot(kind).take()
             && !writer.is_empty()
         {
             let pack = writer.finish(self.sealer.server_keys())?;

@@ -512,18 +512,11 @@ impl BlobCodec {
     /// The output buffer is bounded by the input size, so incompressible data costs little.
     pub fn encode(&mut self, plaintext: &[u8]) -> (Compression, Vec<u8>) {
         let len = plaintext.len();
-        if len >= 128 && self.sample_compresses(plaintext) {
-            let limit = len - len / 32;
-            // Room for the nonce and tag a sealer appends, so sealing does not reallocate.
-            let mut out = Vec::with_capacity(limit + 64);
-            if self
-                .compressor
-                .compress_to_buffer(plaintext, &mut out)
-                .is_ok()
-                && out.len() <= limit
-            {
-                return (Compression::Zstd, out);
-            }
+        if len >= 128
+            && self.sample_compresses(plaintext)
+            && let Some(out) = self.compress_saving(plaintext)
+        {
+            return (Compression::Zstd, out);
         }
         let mut out = Vec::with_capacity(len + 64);
         out.extend_from_slice(plaintext);
@@ -533,6 +526,13 @@ impl BlobCodec {
     /// Compresses the concatenated plaintexts of a group; `None` when that does not save
     /// 1/32 of them (the members are then stored one by one).
     pub fn encode_group(&mut self, plaintext: &[u8]) -> Option<Vec<u8>> {
+        self.compress_saving(plaintext)
+    }
+
+    /// The zstd frame of `plaintext` when it saves at least 1/32 of it. The output buffer is
+    /// bounded by that size (incompressible data fails fast) and has room for the nonce and
+    /// tag a sealer appends, so sealing does not reallocate.
+    fn compress_saving(&mut self, plaintext: &[u8]) -> Option<Vec<u8>> {
         let limit = plaintext.len() - plaintext.len() / 32;
         let mut out = Vec::with_capacity(limit + 64);
         match self.compressor.compress_to_buffer(plaintext, &mut out) {
@@ -545,17 +545,11 @@ impl BlobCodec {
     /// pay, the same buffer is returned (give it spare capacity for the seal's nonce and tag).
     pub fn encode_owned(&mut self, plaintext: Vec<u8>) -> (Compression, Vec<u8>) {
         let len = plaintext.len();
-        if len >= 128 && self.sample_compresses(&plaintext) {
-            let limit = len - len / 32;
-            let mut out = Vec::with_capacity(limit + 64);
-            if self
-                .compressor
-                .compress_to_buffer(&plaintext, &mut out)
-                .is_ok()
-                && out.len() <= limit
-            {
-                return (Compression::Zstd, out);
-            }
+        if len >= 128
+            && self.sample_compresses(&plaintext)
+            && let Some(out) = self.compress_saving(&plaintext)
+        {
+            return (Compression::Zstd, out);
         }
         (Compression::None, plaintext)
     }
