@@ -23,8 +23,12 @@ struct Fixture {
 }
 
 async fn fixture(account: Account) -> Fixture {
+    fixture_with(account, small_config()).await
+}
+
+async fn fixture_with(account: Account, config: RepoConfig) -> Fixture {
     let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
-    let repo = Repository::init(store.clone(), StorePath::from("dest"), small_config())
+    let repo = Repository::init(store.clone(), StorePath::from("dest"), config)
         .await
         .unwrap();
     let crypto = Arc::new(PlainCrypto::new(ServerKeys::new([1; 32], [2; 32], 99)));
@@ -691,6 +695,62 @@ async fn small_files_are_compressed_in_groups_and_restored_exactly() {
     let report = verify_data(&f).await;
     assert!(report.is_ok(), "{:?}", report.problems);
     assert_eq!(report.blobs_authenticated, snap.stats.chunks_new);
+}
+
+/// Chunks of at least 64 KiB are hashed by the pack workers: duplicates among them (a copied
+/// file, a shifted copy, a repeated file in another directory) are stored once, ids come back
+/// in order, and a second backup finds every one of them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn large_chunks_hashed_by_workers_are_deduplicated_and_restored() {
+    let live = tempfile::tempdir().unwrap();
+    let video = pseudo_random(3 * 1024 * 1024 + 17, 5);
+    write(live.path(), "home/media/video.bin", &video);
+    write(live.path(), "home/media/copy.bin", &video);
+    let mut shifted = pseudo_random(777, 6);
+    shifted.extend_from_slice(&video);
+    write(live.path(), "home/media/shifted.bin", &shifted);
+    write(live.path(), "home/other/video.bin", &video);
+    let log = "GET /index.php 200 account backup server\n".repeat(40_000);
+    write(live.path(), "home/logs/access.log", log.as_bytes());
+    let config = RepoConfig {
+        chunker: ChunkerParams {
+            min_size: 64 * 1024,
+            avg_size: 128 * 1024,
+            max_size: 256 * 1024,
+        },
+        pack_size: 1024 * 1024,
+    };
+    let f = fixture_with(Account::new("media").unwrap(), config).await;
+    let first = backup(&f, live.path()).await;
+    let video_chunks = first.stats.chunks_deduplicated;
+    assert!(
+        video_chunks >= 2 * 20,
+        "the copy and the other directory's file are deduplicated chunk by chunk: \
+         {video_chunks}"
+    );
+    // The video once, the shifted copy's first chunk or two, the log compressed, trees.
+    assert!(
+        first.stats.bytes_new < video.len() as u64 + 2 * 256 * 1024 + log.len() as u64,
+        "{:?}",
+        first.stats
+    );
+    assert!(first.stats.bytes_stored < video.len() as u64 + 1024 * 1024);
+
+    let target = tempfile::tempdir().unwrap();
+    restore_all(&f, &first, target.path()).await;
+    assert_trees_equal(live.path(), target.path());
+    let report = verify_data(&f).await;
+    assert!(report.is_ok(), "{:?}", report.problems);
+    assert_eq!(report.blobs_authenticated, first.stats.chunks_new);
+
+    // Read again (no stat cache here): every chunk is found, nothing new is written.
+    let second = backup(&f, live.path()).await;
+    assert_eq!(second.stats.chunks_new, 0);
+    assert_eq!(second.stats.packs_written, 0);
+    assert_eq!(
+        referenced_ids(&f, &second).await,
+        referenced_ids(&f, &first).await
+    );
 }
 
 /// The blob ids a stored snapshot references (through its pack references and the packs'

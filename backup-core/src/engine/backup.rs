@@ -189,7 +189,7 @@ pub async fn backup(
     let (items, roots) = walked?;
     let ((references, pack_stats), (new_cache, bytes_read, files_unchanged, skipped)) =
         match (finished, walker_rest) {
-            (Some(f), Some(r)) => (f?, r),
+            (Some(f), Some(r)) => (f?.outcome()?, r),
             _ => {
                 return Err(Error::Internal {
                     reason: "backup worker lost".into(),

@@ -1,17 +1,19 @@
 //! The writing end of a backup, in two halves:
-//! - [`BlobSink`] runs on the walking thread: it hashes each blob (keyed chunk id), drops
+//! - [`BlobSink`] runs on the walking thread: it hashes small blobs (keyed chunk id), drops
 //!   those the account already has, gathers small new data blobs into groups and hands
-//!   blobs and groups to the pack workers;
-//! - [`PackWorkers`] are threads, one per core, that compress, seal and pack blobs and pass
-//!   full packs to the uploader.
+//!   blobs and groups to the pack workers. Large data blobs go to the workers unhashed;
+//! - [`PackWorkers`] are threads, one per core, that hash large blobs, compress, seal and
+//!   pack blobs and pass full packs to the uploader.
 //!
-//! Dedup is decided in one place (the sink), so workers never pack the same blob twice and
-//! need no shared state. Bounded channels keep memory flat: at most a few chunks wait per
-//! worker, and each worker holds at most one open pack per blob kind.
+//! Hashing large chunks on the workers keeps every core busy on incompressible files (media,
+//! archives), where reading, chunking and hashing on the walking thread alone was the
+//! bottleneck. Dedup is decided under one lock ([`Dedup`], shared by the sink and the
+//! workers), so no blob is packed twice. Bounded channels keep memory flat: at most a few
+//! chunks wait per worker, and each worker holds at most one open pack per blob kind.
 
 use std::collections::HashMap;
-use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
-use std::sync::{Arc, Mutex};
+use std::sync::mpsc::{Receiver, Sender, SyncSender, channel, sync_channel};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 
 use tokio::sync::mpsc;
@@ -43,7 +45,16 @@ enum Job {
     },
     /// Small data blobs to compress together: their plaintexts concatenated in `data`.
     Group(Group),
+    /// A large data blob for the worker to hash and deduplicate first; its id goes back to
+    /// the walker through `reply`, with the chunk's position in its file.
+    Unhashed {
+        data: Vec<u8>,
+        reply: (Sender<Placed>, usize),
+    },
 }
+
+/// A chunk id with the chunk's position in its input.
+type Placed = (usize, ChunkId);
 
 /// Small data blobs gathered for one group.
 #[derive(Default)]
@@ -91,36 +102,33 @@ impl KnownBlobs {
     }
 }
 
-/// Walker side: hashes, deduplicates and dispatches blobs, and records which of the
-/// account's existing blobs the snapshot uses (one bit per blob of each pack it touches).
-pub(crate) struct BlobSink {
-    sealer: Arc<dyn ContentSealer>,
+/// Dedup state, shared by the sink and the workers: the blobs the account has or this backup
+/// adds, which existing ones the snapshot uses (one bit per blob of each pack it touches),
+/// and the counts.
+#[derive(Debug, Default)]
+struct Dedup {
     known: KnownBlobs,
     /// Per existing pack, the bitmap of its trailer entries in use.
     used: Vec<Vec<u8>>,
-    /// Small data blobs waiting to fill a group.
-    group: Group,
-    jobs: Option<SyncSender<Job>>,
-    pub(crate) stats: PackStats,
+    stats: PackStats,
 }
 
-impl std::fmt::Debug for BlobSink {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("BlobSink")
-            .field("known", &self.known.places.len())
-            .field("stats", &self.stats)
-            .finish()
-    }
-}
-
-impl BlobSink {
-    /// Whether the account's repository already holds `id`.
-    pub(crate) fn contains(&self, id: &ChunkId) -> bool {
-        self.known.places.contains_key(id)
+impl Dedup {
+    /// Records `id` (`len` bytes of plaintext): true when it is new and must be packed,
+    /// false when the account has it (its use is recorded).
+    fn admit(&mut self, id: ChunkId, len: u64) -> bool {
+        if self.known.places.contains_key(&id) {
+            self.reuse(&[id], len);
+            return false;
+        }
+        self.known.places.insert(id, NEW);
+        self.stats.bytes_new += len;
+        self.stats.chunks_new += 1;
+        true
     }
 
     /// Records that the snapshot references blobs already stored, `len` bytes in all.
-    pub(crate) fn reuse(&mut self, ids: &[ChunkId], len: u64) {
+    fn reuse(&mut self, ids: &[ChunkId], len: u64) {
         for id in ids {
             if let Some(&(pack, entry)) = self.known.places.get(id)
                 && (pack, entry) != NEW
@@ -131,17 +139,103 @@ impl BlobSink {
         self.stats.bytes_deduplicated += len;
         self.stats.chunks_deduplicated += ids.len() as u64;
     }
+}
+
+fn lock(dedup: &Mutex<Dedup>) -> Result<MutexGuard<'_, Dedup>> {
+    dedup.lock().map_err(|_| Error::Internal {
+        reason: "a pack worker panicked while deduplicating".into(),
+    })
+}
+
+/// The chunk ids of one input that the workers hash, to be collected with
+/// [`Pending::collect`] before the input's chunk list is used.
+#[derive(Debug, Default)]
+pub(crate) struct Pending {
+    channel: Option<(Sender<Placed>, Receiver<Placed>)>,
+    count: usize,
+}
+
+impl Pending {
+    /// Where the id of the chunk at `index` is to be sent.
+    fn reply(&mut self, index: usize) -> (Sender<Placed>, usize) {
+        self.count += 1;
+        let (tx, _) = self.channel.get_or_insert_with(channel);
+        (tx.clone(), index)
+    }
+
+    /// Waits for the workers' ids and puts each at its place in `chunks`.
+    pub(crate) fn collect(self, chunks: &mut [ChunkId]) -> Result<()> {
+        let Some((tx, rx)) = self.channel else {
+            return Ok(());
+        };
+        // Only the jobs hold senders now: a worker that stops drops its job's sender, and
+        // `recv` fails instead of waiting forever.
+        drop(tx);
+        for _ in 0..self.count {
+            let (index, id) = rx.recv().map_err(|_| workers_closed())?;
+            let slot = chunks.get_mut(index).ok_or_else(|| Error::Internal {
+                reason: "chunk position out of range".into(),
+            })?;
+            *slot = id;
+        }
+        Ok(())
+    }
+}
+
+/// Walker side: hashes, deduplicates and dispatches blobs (large data blobs unhashed).
+pub(crate) struct BlobSink {
+    sealer: Arc<dyn ContentSealer>,
+    dedup: Arc<Mutex<Dedup>>,
+    /// Small data blobs waiting to fill a group.
+    group: Group,
+    jobs: Option<SyncSender<Job>>,
+}
+
+impl std::fmt::Debug for BlobSink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BlobSink")
+            .field("group", &self.group.members.len())
+            .finish()
+    }
+}
+
+impl BlobSink {
+    /// When the account's repository holds every blob of `ids`, records that the snapshot
+    /// references them (`len` bytes in all) and returns true.
+    pub(crate) fn reuse_if_stored(&self, ids: &[ChunkId], len: u64) -> Result<bool> {
+        let mut dedup = lock(&self.dedup)?;
+        if !ids.iter().all(|id| dedup.known.places.contains_key(id)) {
+            return Ok(false);
+        }
+        dedup.reuse(ids, len);
+        Ok(true)
+    }
+
+    /// Adds the data chunk at `index` of an input: small ones are hashed here and their id
+    /// returned; large ones go to a worker, which hashes them and sends the id to `pending`
+    /// (`None` here).
+    pub(crate) fn add_data(
+        &mut self,
+        plaintext: &[u8],
+        index: usize,
+        pending: &mut Pending,
+    ) -> Result<Option<ChunkId>> {
+        if plaintext.len() < GROUP_MEMBER_MAX {
+            return self.add(BlobKind::Data, plaintext).map(Some);
+        }
+        self.send(Job::Unhashed {
+            data: with_seal_room(plaintext),
+            reply: pending.reply(index),
+        })?;
+        Ok(None)
+    }
 
     /// Adds a blob (stored once per account) and returns its id.
     pub(crate) fn add(&mut self, kind: BlobKind, plaintext: &[u8]) -> Result<ChunkId> {
         let id = self.sealer.server_keys().chunk_id(plaintext);
-        if self.known.places.contains_key(&id) {
-            self.reuse(&[id], plaintext.len() as u64);
+        if !lock(&self.dedup)?.admit(id, plaintext.len() as u64) {
             return Ok(id);
         }
-        self.known.places.insert(id, NEW);
-        self.stats.bytes_new += plaintext.len() as u64;
-        self.stats.chunks_new += 1;
         if kind == BlobKind::Data && plaintext.len() < GROUP_MEMBER_MAX {
             if self.group.data.len() + plaintext.len() > GROUP_TARGET {
                 self.send_group()?;
@@ -155,10 +249,11 @@ impl BlobSink {
             self.group.members.push((id, plaintext.len() as u32));
             return Ok(id);
         }
-        // Spare room for the seal's nonce and tag, so sealing in place does not reallocate.
-        let mut data = Vec::with_capacity(plaintext.len() + 64);
-        data.extend_from_slice(plaintext);
-        self.send(Job::Blob { id, kind, data })?;
+        self.send(Job::Blob {
+            id,
+            kind,
+            data: with_seal_room(plaintext),
+        })?;
         Ok(id)
     }
 
@@ -175,21 +270,40 @@ impl BlobSink {
         self.send(Job::Group(group))
     }
 
-    /// Sends the last group, closes the job channel (workers flush and stop) and returns the
-    /// existing packs' entries the snapshot uses (blobs it added are in the new packs, all of
-    /// them used).
-    pub(crate) fn finish(mut self) -> Result<(Vec<PackReference>, PackStats)> {
+    /// Sends the last group and closes the job channel (workers flush and stop); the
+    /// outcome is read once the workers have stopped ([`Finished::outcome`]).
+    pub(crate) fn finish(mut self) -> Result<Finished> {
         let sent = self.send_group();
         self.jobs = None;
         sent?;
-        let refs = self
+        Ok(Finished(self.dedup))
+    }
+}
+
+/// A copy of `plaintext` with spare room for the seal's nonce and tag, so sealing in place
+/// does not reallocate.
+fn with_seal_room(plaintext: &[u8]) -> Vec<u8> {
+    let mut data = Vec::with_capacity(plaintext.len() + 64);
+    data.extend_from_slice(plaintext);
+    data
+}
+
+/// A finished sink's dedup state.
+pub(crate) struct Finished(Arc<Mutex<Dedup>>);
+
+impl Finished {
+    /// The existing packs' entries the snapshot uses (blobs it added are in the new packs,
+    /// all of them used) and the counts. Read after the workers have stopped.
+    pub(crate) fn outcome(self) -> Result<(Vec<PackReference>, PackStats)> {
+        let dedup = std::mem::take(&mut *lock(&self.0)?);
+        let refs = dedup
             .known
             .packs
             .iter()
-            .zip(self.used)
+            .zip(dedup.used)
             .filter_map(|(pack, bits)| PackReference::from_bits(*pack, bits))
             .collect();
-        Ok((refs, self.stats))
+        Ok((refs, dedup.stats))
     }
 }
 
@@ -223,11 +337,17 @@ pub(crate) fn start(
     let threads = config.threads.max(1);
     let (tx, rx) = sync_channel::<Job>(threads);
     let rx = Arc::new(Mutex::new(rx));
+    let dedup = Arc::new(Mutex::new(Dedup {
+        used: vec![Vec::new(); config.known.packs.len()],
+        known: config.known,
+        stats: PackStats::default(),
+    }));
     let mut handles = Vec::with_capacity(threads);
     for i in 0..threads {
         let mut worker = Worker {
             sealer: config.sealer.clone(),
             codec: BlobCodec::new(config.level)?,
+            dedup: dedup.clone(),
             data: None,
             tree: None,
             pack_size: config.pack_size,
@@ -244,11 +364,9 @@ pub(crate) fn start(
     }
     let sink = BlobSink {
         sealer: config.sealer,
-        used: vec![Vec::new(); config.known.packs.len()],
-        known: config.known,
+        dedup,
         group: Group::default(),
         jobs: Some(tx),
-        stats: PackStats::default(),
     };
     Ok((sink, PackWorkers { handles }))
 }
@@ -274,6 +392,7 @@ impl PackWorkers {
 struct Worker {
     sealer: Arc<dyn ContentSealer>,
     codec: BlobCodec,
+    dedup: Arc<Mutex<Dedup>>,
     data: Option<PackWriter>,
     tree: Option<PackWriter>,
     pack_size: usize,
@@ -324,6 +443,24 @@ impl Worker {
                     self.flush_if_full(BlobKind::Data)?;
                 }
                 Ok(())
+            }
+            Job::Unhashed {
+                data,
+                reply: (reply, index),
+            } => {
+                let id = self.sealer.server_keys().chunk_id(&data);
+                let new = lock(&self.dedup)?.admit(id, data.len() as u64);
+                // The walker waits for this id before it goes on; when it has stopped
+                // (an error elsewhere), nobody needs the id any more.
+                let _ = reply.send((index, id));
+                if !new {
+                    return Ok(());
+                }
+                self.add(Job::Blob {
+                    id,
+                    kind: BlobKind::Data,
+                    data,
+                })
             }
             // A group of one is a blob like any other.
             Job::Group(group) => match group.members.first() {

@@ -5,7 +5,7 @@ use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use super::chunker::Chunker;
-use super::packer::BlobSink;
+use super::packer::{BlobSink, Pending};
 use super::progress::{ProgressEvent, ProgressSink};
 use super::stat_cache::{CachedFile, StatCache, key};
 use crate::error::{Error, Result};
@@ -49,15 +49,20 @@ impl Walker {
         what: &Path,
     ) -> Result<(u64, Vec<ChunkId>)> {
         let mut chunks = Vec::new();
+        // Ids of large chunks come back from the workers; their places hold a zero id until
+        // then.
+        let mut pending = Pending::default();
         let sink = &mut self.sink;
         let progress = &self.progress;
         let size = self.chunker.chunk(input, what, |data| {
-            chunks.push(sink.add(BlobKind::Data, data)?);
+            let id = sink.add_data(data, chunks.len(), &mut pending)?;
+            chunks.push(id.unwrap_or(ChunkId([0; 32])));
             progress.event(ProgressEvent::Bytes {
                 bytes: data.len() as u64,
             });
             Ok(())
         })?;
+        pending.collect(&mut chunks)?;
         self.bytes_read += size;
         self.progress.event(ProgressEvent::FileDone);
         Ok((size, chunks))
@@ -83,11 +88,17 @@ impl Walker {
     ) -> std::result::Result<Result<Stored>, (PathBuf, std::io::Error)> {
         let k = key(self.server_keys(), kind, rel);
         // Taken out of the old cache (each key is visited once) into the new one.
-        if let Some(cached) = self.old_cache.entries.remove(&k)
-            && cached.unchanged(meta)
-            && cached.chunks.iter().all(|id| self.sink.contains(id))
-        {
-            self.sink.reuse(&cached.chunks, cached.size);
+        let reused = match self.old_cache.entries.remove(&k) {
+            Some(cached) if cached.unchanged(meta) => {
+                match self.sink.reuse_if_stored(&cached.chunks, cached.size) {
+                    Ok(true) => Some(cached),
+                    Ok(false) => None,
+                    Err(e) => return Ok(Err(e)),
+                }
+            }
+            _ => None,
+        };
+        if let Some(cached) = reused {
             self.progress
                 .event(ProgressEvent::Bytes { bytes: cached.size });
             self.progress.event(ProgressEvent::FileDone);
