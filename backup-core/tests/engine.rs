@@ -177,6 +177,14 @@ async fn excludes_leave_files_out() {
     let live = tempfile::tempdir().unwrap();
     make_account(live.path(), 3);
     write(live.path(), "home/public_html/cache/page.html", b"cached");
+    // Directories under an excluded one, and a link to a directory (not followed), keep the
+    // directory lister and the walker in step.
+    write(
+        live.path(),
+        "home/public_html/cache/a/b/page.html",
+        b"cached",
+    );
+    std::os::unix::fs::symlink("deep/a", live.path().join("home/link-to-a")).unwrap();
     write(live.path(), "home/logs/error.log", b"log line");
     let account = Account::new("carol")
         .unwrap()
@@ -189,6 +197,10 @@ async fn excludes_leave_files_out() {
     assert!(!target.path().join("home/public_html/cache").exists());
     assert!(!target.path().join("home/logs/error.log").exists());
     assert!(target.path().join("home/logs").is_dir());
+    assert_eq!(
+        std::fs::read_link(target.path().join("home/link-to-a")).unwrap(),
+        std::path::Path::new("deep/a")
+    );
     std::fs::remove_dir_all(live.path().join("home/public_html/cache")).unwrap();
     std::fs::remove_file(live.path().join("home/logs/error.log")).unwrap();
     // Removing them changed the live directories' mtimes: compare contents.

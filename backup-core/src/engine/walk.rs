@@ -1,8 +1,16 @@
 //! Walking a file tree into tree blobs: one blob per directory, entries sorted by name.
+//!
+//! A lister thread reads each directory and the metadata of its entries ahead of the walker,
+//! in the order the walker visits them (depth first, by name): on an unchanged tree the
+//! `getdents` and `fstatat` calls are most of the work, and they overlap with the walker's
+//! stat cache lookups and tree hashing.
 
+use std::ffi::{OsStr, OsString};
+use std::fs::Metadata;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
+use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
 
 use super::chunker::Chunker;
 use super::packer::{BlobSink, Pending};
@@ -15,6 +23,76 @@ use crate::repo::{BlobKind, Node, Tree, TreeEntry};
 
 /// A stored file: its size and chunks.
 type Stored = (u64, Vec<ChunkId>);
+
+/// Directory listings the lister may read ahead of the walker.
+const LISTINGS_AHEAD: usize = 32;
+
+/// One directory as the lister read it: entries sorted by name, excluded ones left out, each
+/// with its metadata or the error getting it; or the error reading the directory.
+struct Listing {
+    dir: PathBuf,
+    entries: std::io::Result<Vec<(OsString, std::io::Result<Metadata>)>>,
+}
+
+/// The path of `name` under `rel`, relative to the item root.
+fn child_rel(rel: &[u8], name: &OsStr) -> Vec<u8> {
+    let mut child = Vec::with_capacity(rel.len() + 1 + name.len());
+    child.extend_from_slice(rel);
+    if !child.is_empty() {
+        child.push(b'/');
+    }
+    child.extend_from_slice(name.as_bytes());
+    child
+}
+
+/// Reads `dir` (at `rel` under the item root): entries not excluded, sorted by name, each
+/// with its metadata, an `fstatat` relative to the open directory (no walk of the whole
+/// path for each of thousands of files).
+fn read_sorted(
+    dir: &Path,
+    rel: &[u8],
+    excludes: &PathFilter,
+) -> std::io::Result<Vec<(OsString, std::io::Result<Metadata>)>> {
+    let mut entries = Vec::new();
+    for entry in std::fs::read_dir(dir)? {
+        let entry = entry?;
+        let name = entry.file_name();
+        if !excludes.is_empty()
+            && excludes.matches(&String::from_utf8_lossy(&child_rel(rel, &name)))
+        {
+            continue;
+        }
+        entries.push((name, entry));
+    }
+    entries.sort_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
+    Ok(entries
+        .into_iter()
+        .map(|(name, entry)| {
+            let meta = entry.metadata();
+            (name, meta)
+        })
+        .collect())
+}
+
+/// Lists `dir` and every directory under it, depth first by name (the walker's order);
+/// returns false once the walker has gone.
+fn list(dir: PathBuf, rel: &[u8], excludes: &PathFilter, tx: &SyncSender<Listing>) -> bool {
+    let entries = read_sorted(&dir, rel, excludes);
+    let subdirs: Vec<(PathBuf, Vec<u8>)> = match &entries {
+        Ok(entries) => entries
+            .iter()
+            .filter(|(_, meta)| meta.as_ref().is_ok_and(Metadata::is_dir))
+            .map(|(name, _)| (dir.join(name), child_rel(rel, name)))
+            .collect(),
+        Err(_) => Vec::new(),
+    };
+    if tx.send(Listing { dir, entries }).is_err() {
+        return false;
+    }
+    subdirs
+        .into_iter()
+        .all(|(sub, sub_rel)| list(sub, &sub_rel, excludes, tx))
+}
 
 /// State of a backup's walking thread: chunker, blob sink, stat caches and counters.
 #[derive(Debug)]
@@ -132,28 +210,55 @@ impl Walker {
         rel: &[u8],
         excludes: &PathFilter,
     ) -> Result<(ChunkId, ItemStats)> {
-        // Entries are kept for their `metadata`, an `fstatat` relative to the open directory
-        // (no walk of the whole path for each of thousands of files).
-        let mut entries: Vec<(std::ffi::OsString, std::fs::DirEntry)> = Vec::new();
-        for entry in std::fs::read_dir(dir).map_err(|e| Error::io(dir, e))? {
-            let entry = entry.map_err(|e| Error::io(dir, e))?;
-            entries.push((entry.file_name(), entry));
+        let (tx, rx) = sync_channel(LISTINGS_AHEAD);
+        let (root, root_rel, filter) = (dir.to_path_buf(), rel.to_vec(), excludes.clone());
+        let lister = std::thread::Builder::new()
+            .name("backup-lister".into())
+            .spawn(move || {
+                list(root, &root_rel, &filter, &tx);
+            })
+            .map_err(|e| Error::Internal {
+                reason: format!("cannot start the directory lister: {e}"),
+            })?;
+        let walked = self.walk_listed(kind, dir, rel, &rx);
+        // A walker that stopped early closes the channel, so the lister stops too.
+        drop(rx);
+        let joined = lister.join();
+        let walked = walked?;
+        joined.map_err(|_| Error::Internal {
+            reason: "the directory lister panicked".into(),
+        })?;
+        Ok(walked)
+    }
+
+    /// Walks `dir` from the lister's next listing, which is `dir`'s.
+    fn walk_listed(
+        &mut self,
+        kind: ItemKind,
+        dir: &Path,
+        rel: &[u8],
+        listings: &Receiver<Listing>,
+    ) -> Result<(ChunkId, ItemStats)> {
+        let listing = listings.recv().map_err(|_| Error::Internal {
+            reason: "the directory lister stopped".into(),
+        })?;
+        if listing.dir != dir {
+            return Err(Error::Internal {
+                reason: format!(
+                    "directory listings out of order: {} instead of {}",
+                    listing.dir.display(),
+                    dir.display()
+                ),
+            });
         }
-        entries.sort_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
+        let entries = listing.entries.map_err(|e| Error::io(dir, e))?;
 
         let mut tree = Tree::default();
-        for (name, entry) in entries {
+        for (name, meta) in entries {
             // Built only where needed: an unchanged file from the stat cache needs no path.
             let path = || dir.join(&name);
-            let mut rel_child = rel.to_vec();
-            if !rel_child.is_empty() {
-                rel_child.push(b'/');
-            }
-            rel_child.extend_from_slice(name.as_bytes());
-            if !excludes.is_empty() && excludes.matches(&String::from_utf8_lossy(&rel_child)) {
-                continue;
-            }
-            let meta = match entry.metadata() {
+            let rel_child = child_rel(rel, &name);
+            let meta = match meta {
                 Ok(m) => m,
                 Err(e) => {
                     self.skip(&path(), &e);
@@ -174,7 +279,7 @@ impl Walker {
                 }
             } else if ft.is_dir() {
                 let path = path();
-                match self.walk_dir(kind, &path, &rel_child, excludes) {
+                match self.walk_listed(kind, &path, &rel_child, listings) {
                     Ok((tree, stats)) => Node::Dir { tree, stats },
                     Err(Error::Io { path: p, source }) if p == path => {
                         self.skip(&path, &source);
