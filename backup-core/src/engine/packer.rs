@@ -8,12 +8,13 @@
 //! Hashing large chunks on the workers keeps every core busy on incompressible files (media,
 //! archives), where reading, chunking and hashing on the walking thread alone was the
 //! bottleneck. Dedup is decided under one lock ([`Dedup`], shared by the sink and the
-//! workers), so no blob is packed twice. Bounded channels keep memory flat: at most a few
-//! chunks wait per worker, and each worker holds at most one open pack per blob kind.
+//! workers), so no blob is packed twice. Bounded queues keep memory flat: at most
+//! [`JOBS_PER_WORKER`] jobs and [`QUEUED_BYTES_PER_WORKER`] bytes wait per worker, and each
+//! worker holds at most one open pack per blob kind.
 
 use std::collections::HashMap;
 use std::sync::mpsc::{Receiver, Sender, SyncSender, channel, sync_channel};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 
 use tokio::sync::mpsc;
@@ -51,6 +52,77 @@ enum Job {
         data: Vec<u8>,
         reply: (Sender<Placed>, usize),
     },
+}
+
+impl Job {
+    /// Bytes of plaintext the job holds.
+    fn len(&self) -> usize {
+        match self {
+            Job::Blob { data, .. } | Job::Unhashed { data, .. } => data.len(),
+            Job::Group(group) => group.data.len(),
+        }
+    }
+}
+
+/// Jobs queued per worker: enough that the walker's bursts (a run of small files, a file's
+/// last chunks) and the workers' (a slow group) do not leave cores waiting on each other.
+const JOBS_PER_WORKER: usize = 8;
+/// Plaintext bytes queued per worker at most, whatever the chunk sizes.
+const QUEUED_BYTES_PER_WORKER: usize = 4 << 20;
+
+/// The bytes queued for the workers, bounded so that memory stays flat even with the
+/// largest chunks (the queue's length alone would allow its length times the largest chunk).
+struct Budget {
+    /// Bytes queued, and whether the workers have stopped.
+    state: Mutex<(usize, bool)>,
+    changed: Condvar,
+    limit: usize,
+}
+
+impl Budget {
+    /// Waits until `len` more bytes fit (any job fits an empty queue); fails once the
+    /// workers have stopped.
+    fn acquire(&self, len: usize) -> Result<()> {
+        let poisoned = |_| workers_closed();
+        let mut state = self.state.lock().map_err(poisoned)?;
+        loop {
+            let (queued, closed) = *state;
+            if closed {
+                return Err(workers_closed());
+            }
+            if queued == 0 || queued + len <= self.limit {
+                state.0 += len;
+                return Ok(());
+            }
+            state = self.changed.wait(state).map_err(poisoned)?;
+        }
+    }
+
+    /// A worker took a job of `len` bytes.
+    fn release(&self, len: usize) {
+        if let Ok(mut state) = self.state.lock() {
+            state.0 = state.0.saturating_sub(len);
+        }
+        self.changed.notify_one();
+    }
+
+    /// The workers stop: a walker waiting for room gives up.
+    fn close(&self) {
+        if let Ok(mut state) = self.state.lock() {
+            state.1 = true;
+        }
+        self.changed.notify_all();
+    }
+}
+
+/// Closes the budget when a worker ends, by error or by panic, so the walker never waits
+/// for room that will not come.
+struct CloseOnDrop(Arc<Budget>);
+
+impl Drop for CloseOnDrop {
+    fn drop(&mut self) {
+        self.0.close();
+    }
 }
 
 /// A chunk id with the chunk's position in its input.
@@ -189,6 +261,7 @@ pub(crate) struct BlobSink {
     /// Small data blobs waiting to fill a group.
     group: Group,
     jobs: Option<SyncSender<Job>>,
+    budget: Arc<Budget>,
 }
 
 impl std::fmt::Debug for BlobSink {
@@ -259,6 +332,7 @@ impl BlobSink {
 
     fn send(&self, job: Job) -> Result<()> {
         let jobs = self.jobs.as_ref().ok_or_else(workers_closed)?;
+        self.budget.acquire(job.len())?;
         jobs.send(job).map_err(|_| workers_closed())
     }
 
@@ -335,7 +409,12 @@ pub(crate) fn start(
     packs: mpsc::Sender<FinishedPack>,
 ) -> Result<(BlobSink, PackWorkers)> {
     let threads = config.threads.max(1);
-    let (tx, rx) = sync_channel::<Job>(threads);
+    let (tx, rx) = sync_channel::<Job>(threads * JOBS_PER_WORKER);
+    let budget = Arc::new(Budget {
+        state: Mutex::new((0, false)),
+        changed: Condvar::new(),
+        limit: threads * QUEUED_BYTES_PER_WORKER,
+    });
     let rx = Arc::new(Mutex::new(rx));
     let dedup = Arc::new(Mutex::new(Dedup {
         used: vec![Vec::new(); config.known.packs.len()],
@@ -354,9 +433,10 @@ pub(crate) fn start(
             out: packs.clone(),
         };
         let rx = rx.clone();
+        let budget = budget.clone();
         let handle = std::thread::Builder::new()
             .name(format!("pack-worker-{i}"))
-            .spawn(move || worker.run(&rx))
+            .spawn(move || worker.run(&rx, &budget))
             .map_err(|e| Error::Internal {
                 reason: format!("cannot start a pack worker: {e}"),
             })?;
@@ -367,6 +447,7 @@ pub(crate) fn start(
         dedup,
         group: Group::default(),
         jobs: Some(tx),
+        budget,
     };
     Ok((sink, PackWorkers { handles }))
 }
@@ -400,7 +481,8 @@ struct Worker {
 }
 
 impl Worker {
-    fn run(&mut self, jobs: &Mutex<Receiver<Job>>) -> Result<()> {
+    fn run(&mut self, jobs: &Mutex<Receiver<Job>>, budget: &Arc<Budget>) -> Result<()> {
+        let _close = CloseOnDrop(budget.clone());
         loop {
             let job = {
                 let rx = jobs.lock().map_err(|_| Error::Internal {
@@ -409,7 +491,10 @@ impl Worker {
                 rx.recv()
             };
             match job {
-                Ok(job) => self.add(job)?,
+                Ok(job) => {
+                    budget.release(job.len());
+                    self.add(job)?;
+                }
                 Err(_) => break,
             }
         }
@@ -516,5 +601,50 @@ impl Worker {
             })?;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn budget(limit: usize) -> Arc<Budget> {
+        Arc::new(Budget {
+            state: Mutex::new((0, false)),
+            changed: Condvar::new(),
+            limit,
+        })
+    }
+
+    #[test]
+    fn budget_bounds_queued_bytes_but_admits_any_job_into_an_empty_queue() {
+        let b = budget(100);
+        b.acquire(250).unwrap();
+        b.release(250);
+        b.acquire(60).unwrap();
+        b.acquire(40).unwrap();
+        let waiter = {
+            let b = b.clone();
+            std::thread::spawn(move || b.acquire(10))
+        };
+        // The waiter gets room only once a worker takes a job.
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        assert!(!waiter.is_finished());
+        b.release(60);
+        waiter.join().unwrap().unwrap();
+        assert_eq!(b.state.lock().unwrap().0, 50);
+    }
+
+    #[test]
+    fn a_closed_budget_fails_waiting_and_later_senders() {
+        let b = budget(10);
+        b.acquire(10).unwrap();
+        let waiter = {
+            let b = b.clone();
+            std::thread::spawn(move || b.acquire(5))
+        };
+        drop(CloseOnDrop(b.clone()));
+        assert!(waiter.join().unwrap().is_err());
+        assert!(b.acquire(1).is_err());
     }
 }
