@@ -73,6 +73,7 @@ fn timed(cmd: &mut Command, what: &str) -> Measure {
         ));
     }
     let text = std::fs::read_to_string(&out_file).unwrap_or_default();
+    let _ = std::fs::remove_file(&out_file);
     let last = text.lines().last().unwrap_or("");
     let mut parts = last.split_whitespace();
     let _reported: f64 = parts.next().and_then(|s| s.parse().ok()).unwrap_or(wall);
