@@ -69,6 +69,17 @@ async fn restore_all(
     .unwrap()
 }
 
+/// Restores `snap` (the only snapshot) and compares it with `live`, then verifies with
+/// every pack read: each blob the snapshot added is authenticated.
+async fn assert_restores_and_verifies(f: &Fixture, snap: &Snapshot, live: &std::path::Path) {
+    let target = tempfile::tempdir().unwrap();
+    restore_all(f, snap, target.path()).await;
+    assert_trees_equal(live, target.path());
+    let report = verify_data(f).await;
+    assert!(report.is_ok(), "{:?}", report.problems);
+    assert_eq!(report.blobs_authenticated, snap.stats.chunks_new);
+}
+
 /// Verifies every snapshot and reads every pack.
 async fn verify_data(f: &Fixture) -> engine::VerifyReport {
     engine::verify(
@@ -701,12 +712,7 @@ async fn small_files_are_compressed_in_groups_and_restored_exactly() {
         "random files are not compressed"
     );
 
-    let target = tempfile::tempdir().unwrap();
-    restore_all(&f, &snap, target.path()).await;
-    assert_trees_equal(live.path(), target.path());
-    let report = verify_data(&f).await;
-    assert!(report.is_ok(), "{:?}", report.problems);
-    assert_eq!(report.blobs_authenticated, snap.stats.chunks_new);
+    assert_restores_and_verifies(&f, &snap, live.path()).await;
 }
 
 /// Chunks of at least 64 KiB are hashed by the pack workers: duplicates among them (a copied
@@ -748,12 +754,7 @@ async fn large_chunks_hashed_by_workers_are_deduplicated_and_restored() {
     );
     assert!(first.stats.bytes_stored < video.len() as u64 + 1024 * 1024);
 
-    let target = tempfile::tempdir().unwrap();
-    restore_all(&f, &first, target.path()).await;
-    assert_trees_equal(live.path(), target.path());
-    let report = verify_data(&f).await;
-    assert!(report.is_ok(), "{:?}", report.problems);
-    assert_eq!(report.blobs_authenticated, first.stats.chunks_new);
+    assert_restores_and_verifies(&f, &first, live.path()).await;
 
     // Read again (no stat cache here): every chunk is found, nothing new is written.
     let second = backup(&f, live.path()).await;
