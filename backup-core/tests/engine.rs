@@ -369,20 +369,15 @@ async fn crafted_parent_dir_names_are_refused() {
     let root_bytes = root.encode().unwrap();
     let root_id = keys.chunk_id(&root_bytes);
     let mut data = PackWriter::new(BlobKind::Data, keys_crypto.begin().unwrap(), 100);
-    data.add(
-        data_id,
-        Compression::None,
-        file_data.len(),
-        file_data.clone(),
-    )
-    .unwrap();
+    data.add(data_id, Compression::None, file_data.len(), &file_data)
+        .unwrap();
     f.handle.put_pack(data.finish(keys).unwrap()).await.unwrap();
     let mut trees = PackWriter::new(BlobKind::Tree, keys_crypto.begin().unwrap(), 100);
     trees
-        .add(inner_id, Compression::None, inner_bytes.len(), inner_bytes)
+        .add(inner_id, Compression::None, inner_bytes.len(), &inner_bytes)
         .unwrap();
     trees
-        .add(root_id, Compression::None, root_bytes.len(), root_bytes)
+        .add(root_id, Compression::None, root_bytes.len(), &root_bytes)
         .unwrap();
     f.handle
         .put_pack(trees.finish(keys).unwrap())

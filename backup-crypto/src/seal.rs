@@ -195,25 +195,32 @@ impl SealSession for X25519SealSession {
         &self.header
     }
 
-    fn seal(&self, aad: &[u8], buf: &mut Vec<u8>) -> Result<()> {
-        let n = buf.len();
+    fn prefix_len(&self) -> usize {
+        self.aead.nonce_len()
+    }
+
+    fn seal_at(&self, aad: &[u8], buf: &mut Vec<u8>, start: usize) -> Result<()> {
         let nonce_len = self.aead.nonce_len();
+        let body = start.saturating_add(nonce_len);
+        if body > buf.len() {
+            buf.truncate(start);
+            return Err(Error::invalid(
+                "seal",
+                "no room for the nonce before the plaintext",
+            ));
+        }
+        let n = buf.len() - body;
         let mut nonce = [0u8; XCHACHA_NONCE_LEN];
         let nonce = &mut nonce[..nonce_len];
         rand::rng().fill_bytes(nonce);
-        // One reservation for nonce and tag, then shift the plaintext to make room for
-        // the nonce and encrypt it where it lies.
-        buf.reserve_exact(nonce_len + TAG_LEN);
-        buf.resize(n + nonce_len, 0);
-        buf.copy_within(..n, nonce_len);
-        buf[..nonce_len].copy_from_slice(nonce);
-        match self.aead.encrypt(nonce, aad, &mut buf[nonce_len..]) {
+        buf[start..body].copy_from_slice(nonce);
+        match self.aead.encrypt(nonce, aad, &mut buf[body..]) {
             Some(tag) => {
                 buf.extend_from_slice(&tag);
                 Ok(())
             }
             None => {
-                buf.clear();
+                buf.truncate(start);
                 Err(Error::Crypto {
                     reason: format!("cannot seal a blob of {n} bytes (too long for the cipher)"),
                 })
@@ -351,6 +358,31 @@ mod tests {
             assert!(o.open(b"aad", &mut short).is_err());
             o.open(b"aad", &mut buf).unwrap();
             assert_eq!(buf, b"hello world");
+        }
+    }
+
+    #[test]
+    fn sealing_at_an_offset_leaves_what_precedes_and_opens_like_seal() {
+        for scheme in [SCHEME_X25519_XCHACHA_V1, SCHEME_X25519_AES256GCM_V2] {
+            let (sealer, opener) = pair_with(scheme);
+            let s = sealer.begin().unwrap();
+            let o = opener.open_session(s.header()).unwrap();
+            let mut buf = b"earlier blob".to_vec();
+            let start = buf.len();
+            buf.resize(start + s.prefix_len(), 0xAA);
+            buf.extend_from_slice(b"hello world");
+            s.seal_at(b"aad", &mut buf, start).unwrap();
+            assert_eq!(&buf[..start], b"earlier blob");
+            assert_eq!(buf.len(), start + s.prefix_len() + 11 + TAG_LEN);
+            let mut sealed = buf[start..].to_vec();
+            o.open(b"aad", &mut sealed).unwrap();
+            assert_eq!(sealed, b"hello world");
+
+            // No room for the nonce: refused, and the buffer is cut back to `start`.
+            let mut short = b"earlier".to_vec();
+            short.push(1);
+            assert!(s.seal_at(b"", &mut short, 7).is_err());
+            assert_eq!(short, b"earlier");
         }
     }
 

@@ -118,13 +118,8 @@ fn primitives(c: &mut Criterion) {
             let mut w = PackWriter::new(BlobKind::Data, plain.begin().expect("s"), 17 * MIB);
             for blob in &blobs {
                 let id = plain.server_keys().chunk_id(blob);
-                w.add(
-                    id,
-                    backup_core::repo::Compression::None,
-                    blob.len(),
-                    blob.clone(),
-                )
-                .expect("add");
+                w.add(id, backup_core::repo::Compression::None, blob.len(), blob)
+                    .expect("add");
             }
             w.finish(plain.server_keys()).expect("finish")
         })
@@ -132,13 +127,8 @@ fn primitives(c: &mut Criterion) {
     let mut w = PackWriter::new(BlobKind::Data, plain.begin().expect("s"), 17 * MIB);
     for blob in &blobs {
         let id = plain.server_keys().chunk_id(blob);
-        w.add(
-            id,
-            backup_core::repo::Compression::None,
-            blob.len(),
-            blob.clone(),
-        )
-        .expect("add");
+        w.add(id, backup_core::repo::Compression::None, blob.len(), blob)
+            .expect("add");
     }
     let pack = w.finish(plain.server_keys()).expect("finish");
     g.bench_function("read and authenticate", |b| {

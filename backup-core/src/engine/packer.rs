@@ -297,7 +297,7 @@ impl BlobSink {
             return self.add(BlobKind::Data, plaintext).map(Some);
         }
         self.send(Job::Unhashed {
-            data: with_seal_room(plaintext),
+            data: plaintext.to_vec(),
             reply: pending.reply(index),
         })?;
         Ok(None)
@@ -314,8 +314,7 @@ impl BlobSink {
                 self.send_group()?;
             }
             if self.group.data.capacity() == 0 {
-                // Spare room for the seal's nonce and tag, so sealing does not reallocate.
-                self.group.data.reserve_exact(GROUP_TARGET + 64);
+                self.group.data.reserve_exact(GROUP_TARGET);
             }
             self.group.data.extend_from_slice(plaintext);
             // Below GROUP_MEMBER_MAX, so it fits.
@@ -325,7 +324,7 @@ impl BlobSink {
         self.send(Job::Blob {
             id,
             kind,
-            data: with_seal_room(plaintext),
+            data: plaintext.to_vec(),
         })?;
         Ok(id)
     }
@@ -352,14 +351,6 @@ impl BlobSink {
         sent?;
         Ok(Finished(self.dedup))
     }
-}
-
-/// A copy of `plaintext` with spare room for the seal's nonce and tag, so sealing in place
-/// does not reallocate.
-fn with_seal_room(plaintext: &[u8]) -> Vec<u8> {
-    let mut data = Vec::with_capacity(plaintext.len() + 64);
-    data.extend_from_slice(plaintext);
-    data
 }
 
 /// A finished sink's dedup state.
@@ -504,28 +495,27 @@ impl Worker {
 
     fn add(&mut self, job: Job) -> Result<()> {
         match job {
-            Job::Blob { id, kind, data } => {
-                let raw_len = data.len();
-                let (compression, encoded) = self.codec.encode_owned(data);
-                self.writer(kind)?.add(id, compression, raw_len, encoded)?;
-                self.flush_if_full(kind)
-            }
+            Job::Blob { id, kind, data } => self
+                .pack(kind, data.len(), |w, codec| {
+                    w.add_plaintext(codec, id, &data)
+                })
+                .map(drop),
             Job::Group(group) if group.members.len() > 1 => {
-                if let Some(compressed) = self.codec.encode_group(&group.data) {
-                    self.writer(BlobKind::Data)?
-                        .add_group(&group.members, compressed)?;
-                    return self.flush_if_full(BlobKind::Data);
+                let (members, data) = (&group.members, &group.data);
+                let grouped = self.pack(BlobKind::Data, data.len(), |w, codec| {
+                    w.add_group_plaintext(codec, members, data)
+                })?;
+                if grouped {
+                    return Ok(());
                 }
                 // Incompressible together: each member is stored as it is.
                 let mut at = 0;
-                for (id, len) in group.members {
-                    let len = len as usize;
-                    let mut data = Vec::with_capacity(len + 64);
-                    data.extend_from_slice(&group.data[at..at + len]);
-                    at += len;
-                    self.writer(BlobKind::Data)?
-                        .add(id, Compression::None, len, data)?;
-                    self.flush_if_full(BlobKind::Data)?;
+                for &(id, len) in members {
+                    let member = &data[at..at + len as usize];
+                    at += len as usize;
+                    self.pack(BlobKind::Data, member.len(), |w, _| {
+                        w.add(id, Compression::None, member.len(), member)
+                    })?;
                 }
                 Ok(())
             }
@@ -567,20 +557,38 @@ impl Worker {
         }
     }
 
-    /// The open pack of `kind`, started if needed (fields borrowed one by one: the slot and
-    /// the sealer).
-    fn writer(&mut self, kind: BlobKind) -> Result<&mut PackWriter> {
-        let slot = match kind {
-            BlobKind::Data => &mut self.data,
-            BlobKind::Tree => &mut self.tree,
-        };
-        if slot.is_none() {
-            let capacity = self.pack_size + self.pack_size / 8;
-            *slot = Some(PackWriter::new(kind, self.sealer.begin()?, capacity));
+    /// Runs `add` on the open pack of `kind` for a blob of about `len` bytes: a pack without
+    /// room left for it is sent first (so a pack's bytes are never moved to a larger buffer)
+    /// and a new one started; a pack that is full afterwards is sent.
+    fn pack<T>(
+        &mut self,
+        kind: BlobKind,
+        len: usize,
+        add: impl FnOnce(&mut PackWriter, &mut BlobCodec) -> Result<T>,
+    ) -> Result<T> {
+        if self
+            .slot(kind)
+            .as_ref()
+            .is_some_and(|w| !w.is_empty() && !w.fits(len))
+        {
+            self.flush(kind)?;
         }
-        slot.as_mut().ok_or_else(|| Error::Internal {
+        if self.slot(kind).is_none() {
+            let capacity = self.pack_size + self.pack_size / 8;
+            let writer = PackWriter::new(kind, self.sealer.begin()?, capacity);
+            *self.slot(kind) = Some(writer);
+        }
+        // The writer and the codec are borrowed together, field by field.
+        let writer = match kind {
+            BlobKind::Data => self.data.as_mut(),
+            BlobKind::Tree => self.tree.as_mut(),
+        };
+        let writer = writer.ok_or_else(|| Error::Internal {
             reason: "pack writer missing".into(),
-        })
+        })?;
+        let added = add(writer, &mut self.codec)?;
+        self.flush_if_full(kind)?;
+        Ok(added)
     }
 
     fn flush_if_full(&mut self, kind: BlobKind) -> Result<()> {

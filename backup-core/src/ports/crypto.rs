@@ -126,8 +126,23 @@ impl fmt::Debug for ServerKeys {
 pub trait SealSession: Send + Sync {
     /// Bytes to store once per object; at most 65,535 bytes.
     fn header(&self) -> &[u8];
+    /// Bytes a sealed item has before its ciphertext (a nonce): callers of
+    /// [`SealSession::seal_at`] leave this much room before the plaintext.
+    fn prefix_len(&self) -> usize;
+    /// Seals, where it lies, the plaintext that follows `start + prefix_len()` in `buf`:
+    /// writes the prefix over the room left at `start`, encrypts the plaintext in place and
+    /// appends the tag, binding `aad`. `buf[..start]` is left as it is; on error `buf` is
+    /// truncated to `start`. Lets a pack writer seal blobs inside the pack's buffer, with
+    /// no copy.
+    fn seal_at(&self, aad: &[u8], buf: &mut Vec<u8>, start: usize) -> Result<()>;
     /// Seals `buf` in place (plaintext in, sealed bytes out), binding `aad`.
-    fn seal(&self, aad: &[u8], buf: &mut Vec<u8>) -> Result<()>;
+    fn seal(&self, aad: &[u8], buf: &mut Vec<u8>) -> Result<()> {
+        let prefix = self.prefix_len();
+        // Room for the prefix and a tag, then the plaintext moves up once.
+        buf.reserve_exact(prefix + 32);
+        buf.splice(0..0, std::iter::repeat_n(0, prefix));
+        self.seal_at(aad, buf, 0)
+    }
 }
 
 /// Opens blobs of one object, given the header its session stored.
@@ -181,7 +196,16 @@ impl SealSession for PlainSession {
     fn header(&self) -> &[u8] {
         &[]
     }
-    fn seal(&self, _aad: &[u8], _buf: &mut Vec<u8>) -> Result<()> {
+    fn prefix_len(&self) -> usize {
+        0
+    }
+    fn seal_at(&self, _aad: &[u8], buf: &mut Vec<u8>, start: usize) -> Result<()> {
+        if start > buf.len() {
+            return Err(crate::Error::invalid(
+                "seal",
+                "start lies past the buffer's end",
+            ));
+        }
         Ok(())
     }
 }

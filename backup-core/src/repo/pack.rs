@@ -334,6 +334,23 @@ fn check_pack(keys: &ServerKeys, object: &str, bytes: &[u8]) -> Result<PackTrail
     Ok(trailer)
 }
 
+/// Room kept after a blob for the seal's tag and before it for its nonce, at most.
+const SEAL_ROOM: usize = 64;
+
+/// The plaintext length of a group of `members`: 1 to [`GROUP_MAX_LEN`] bytes.
+fn group_total(members: &[(ChunkId, u32)]) -> Result<u32> {
+    members
+        .iter()
+        .try_fold(0u32, |t, (_, len)| t.checked_add(*len))
+        .filter(|t| *t <= GROUP_MAX_LEN && !members.is_empty())
+        .ok_or_else(|| {
+            Error::invalid(
+                "group",
+                format!("needs 1 to {GROUP_MAX_LEN} bytes of members"),
+            )
+        })
+}
+
 /// Builds one pack in memory.
 pub struct PackWriter {
     kind: BlobKind,
@@ -389,58 +406,144 @@ impl PackWriter {
         self.entries.is_empty()
     }
 
-    /// Adds a blob already encoded (compressed or not) for sealing. `encoded` is consumed.
-    /// Groups are added with [`PackWriter::add_group`].
+    /// Whether a blob of `len` plaintext bytes fits in the room reserved for this pack
+    /// (adding it does not move the pack's bytes to a larger buffer).
+    pub fn fits(&self, len: usize) -> bool {
+        self.buf.len().saturating_add(len).saturating_add(SEAL_ROOM) <= self.buf.capacity()
+    }
+
+    /// Adds a blob already encoded (compressed or not) for sealing. Groups are added with
+    /// [`PackWriter::add_group`].
     pub fn add(
         &mut self,
         id: ChunkId,
         compression: Compression,
         raw_len: usize,
-        mut encoded: Vec<u8>,
+        encoded: &[u8],
     ) -> Result<()> {
         if compression == Compression::ZstdGroup {
             return Err(Error::invalid("blob", "a group is added with add_group"));
         }
-        self.session.seal(&id.0, &mut encoded)?;
-        let entry = TrailerEntry {
-            id,
-            kind: self.kind,
-            compression,
-            offset: self.buf.len() as u64,
-            stored_len: len_u32(encoded.len(), "blob")?,
-            raw_len: len_u32(raw_len, "blob")?,
-            group_start: 0,
-            group_len: 0,
+        let offset = self.begin_blob(encoded.len());
+        self.buf.extend_from_slice(encoded);
+        self.end_blob(offset, id, compression, raw_len)
+    }
+
+    /// Adds a blob from its plaintext: compressed by `codec` straight into the pack when
+    /// that saves at least 1/32 of it (see [`BlobCodec::encode`]), else stored as is; sealed
+    /// where it lies. Returns how it was encoded.
+    pub fn add_plaintext(
+        &mut self,
+        codec: &mut BlobCodec,
+        id: ChunkId,
+        plaintext: &[u8],
+    ) -> Result<Compression> {
+        let offset = self.begin_blob(plaintext.len());
+        let compression = if codec.compress_blob(plaintext, &mut self.buf) {
+            Compression::Zstd
+        } else {
+            self.buf.extend_from_slice(plaintext);
+            Compression::None
         };
-        self.buf.extend_from_slice(&encoded);
-        self.entries.push(entry);
-        Ok(())
+        self.end_blob(offset, id, compression, plaintext.len())?;
+        Ok(compression)
     }
 
     /// Adds a group: `members` (chunk id and plaintext length, in the order their plaintexts
     /// were concatenated) and `compressed`, the zstd frame of that concatenation (see
-    /// [`BlobCodec::encode_group`]). `compressed` is consumed.
-    pub fn add_group(&mut self, members: &[(ChunkId, u32)], mut compressed: Vec<u8>) -> Result<()> {
-        let total = members
-            .iter()
-            .try_fold(0u32, |t, (_, len)| t.checked_add(*len))
-            .filter(|t| *t <= GROUP_MAX_LEN);
-        let Some(total) = total.filter(|_| !members.is_empty()) else {
+    /// [`BlobCodec::encode_group`]).
+    pub fn add_group(&mut self, members: &[(ChunkId, u32)], compressed: &[u8]) -> Result<()> {
+        let total = group_total(members)?;
+        let offset = self.begin_blob(compressed.len());
+        self.buf.extend_from_slice(compressed);
+        self.end_group(offset, members, total)
+    }
+
+    /// Adds a group from its members' concatenated plaintexts, compressed by `codec` straight
+    /// into the pack. Returns false, adding nothing, when compressing them together does not
+    /// save 1/32 of them (the caller then adds each member on its own).
+    pub fn add_group_plaintext(
+        &mut self,
+        codec: &mut BlobCodec,
+        members: &[(ChunkId, u32)],
+        plaintext: &[u8],
+    ) -> Result<bool> {
+        let total = group_total(members)?;
+        if total as usize != plaintext.len() {
             return Err(Error::invalid(
                 "group",
-                format!("needs 1 to {GROUP_MAX_LEN} bytes of members"),
+                "members' lengths differ from the plaintext's",
             ));
+        }
+        let offset = self.begin_blob(plaintext.len());
+        if !codec.compress_append(plaintext, &mut self.buf) {
+            self.buf.truncate(offset);
+            return Ok(false);
+        }
+        self.end_group(offset, members, total)?;
+        Ok(true)
+    }
+
+    /// Starts a blob of at most about `len` bytes: reserves its room and leaves room for the
+    /// seal's prefix. Returns the blob's offset.
+    fn begin_blob(&mut self, len: usize) -> usize {
+        let offset = self.buf.len();
+        let prefix = self.session.prefix_len();
+        self.buf
+            .reserve(len.saturating_add(prefix).saturating_add(SEAL_ROOM));
+        self.buf.resize(offset + prefix, 0);
+        offset
+    }
+
+    /// Seals the blob begun at `offset` (its encoded bytes follow the prefix room) and
+    /// lists it. On error the pack is cut back to `offset`.
+    fn end_blob(
+        &mut self,
+        offset: usize,
+        id: ChunkId,
+        compression: Compression,
+        raw_len: usize,
+    ) -> Result<()> {
+        let entry = self.seal_blob(offset, &id.0).and_then(|stored_len| {
+            Ok(TrailerEntry {
+                id,
+                kind: self.kind,
+                compression,
+                offset: offset as u64,
+                stored_len,
+                raw_len: len_u32(raw_len, "blob")?,
+                group_start: 0,
+                group_len: 0,
+            })
+        });
+        match entry {
+            Ok(entry) => {
+                self.entries.push(entry);
+                Ok(())
+            }
+            Err(e) => {
+                self.buf.truncate(offset);
+                Err(e)
+            }
+        }
+    }
+
+    /// Seals the group begun at `offset` and lists its members.
+    fn end_group(&mut self, offset: usize, members: &[(ChunkId, u32)], total: u32) -> Result<()> {
+        let stored_len = match self.seal_blob(offset, &group_aad(offset as u64)) {
+            Ok(len) => len,
+            Err(e) => {
+                self.buf.truncate(offset);
+                return Err(e);
+            }
         };
-        let offset = self.buf.len() as u64;
-        self.session.seal(&group_aad(offset), &mut compressed)?;
-        let stored_len = len_u32(compressed.len(), "group")?;
         let mut start = 0;
         for (id, raw_len) in members {
             self.entries.push(TrailerEntry {
                 id: *id,
                 kind: self.kind,
                 compression: Compression::ZstdGroup,
-                offset,
+                offset: offset as u64,
                 stored_len,
                 raw_len: *raw_len,
                 group_start: start,
@@ -448,8 +551,13 @@ impl PackWriter {
             });
             start += raw_len;
         }
-        self.buf.extend_from_slice(&compressed);
         Ok(())
+    }
+
+    /// Seals in place what follows `offset` and returns its sealed length.
+    fn seal_blob(&mut self, offset: usize, aad: &[u8]) -> Result<u32> {
+        self.session.seal_at(aad, &mut self.buf, offset)?;
+        len_u32(self.buf.len() - offset, "blob")
     }
 
     /// Writes trailer and footer and computes the pack id.
@@ -509,49 +617,50 @@ impl BlobCodec {
     }
 
     /// Encodes a blob's plaintext: zstd when that saves at least 1/32 of it, else as is.
-    /// The output buffer is bounded by the input size, so incompressible data costs little.
+    /// Incompressible data costs little: large blobs are sampled first, and the output
+    /// buffer is bounded by the size worth keeping. (Pack writers encode straight into the
+    /// pack with [`PackWriter::add_plaintext`].)
     pub fn encode(&mut self, plaintext: &[u8]) -> (Compression, Vec<u8>) {
-        let len = plaintext.len();
-        if len >= 128
-            && self.sample_compresses(plaintext)
-            && let Some(out) = self.compress_saving(plaintext)
-        {
+        let mut out = Vec::new();
+        if self.compress_blob(plaintext, &mut out) {
             return (Compression::Zstd, out);
         }
-        let mut out = Vec::with_capacity(len + 64);
-        out.extend_from_slice(plaintext);
-        (Compression::None, out)
+        (Compression::None, plaintext.to_vec())
     }
 
     /// Compresses the concatenated plaintexts of a group; `None` when that does not save
     /// 1/32 of them (the members are then stored one by one).
     pub fn encode_group(&mut self, plaintext: &[u8]) -> Option<Vec<u8>> {
-        self.compress_saving(plaintext)
+        let mut out = Vec::new();
+        self.compress_append(plaintext, &mut out).then_some(out)
     }
 
-    /// The zstd frame of `plaintext` when it saves at least 1/32 of it. The output buffer is
-    /// bounded by that size (incompressible data fails fast) and has room for the nonce and
-    /// tag a sealer appends, so sealing does not reallocate.
-    fn compress_saving(&mut self, plaintext: &[u8]) -> Option<Vec<u8>> {
+    /// Appends the zstd frame of a blob's plaintext to `out` when it saves at least 1/32
+    /// of it (large blobs are sampled first, tiny ones never compressed); returns whether it
+    /// did. `out` is left as it was otherwise.
+    pub(crate) fn compress_blob(&mut self, plaintext: &[u8], out: &mut Vec<u8>) -> bool {
+        plaintext.len() >= 128
+            && self.sample_compresses(plaintext)
+            && self.compress_append(plaintext, out)
+    }
+
+    /// Appends the zstd frame of `plaintext` to `out` when it saves at least 1/32 of it;
+    /// returns whether it did (`out` is left as it was otherwise). zstd writes straight into
+    /// `out`'s spare room and stops when that is full, so incompressible data fails fast
+    /// when `out` has no more room than the frame may take.
+    pub(crate) fn compress_append(&mut self, plaintext: &[u8], out: &mut Vec<u8>) -> bool {
+        let start = out.len();
         let limit = plaintext.len() - plaintext.len() / 32;
-        let mut out = Vec::with_capacity(limit + 64);
-        match self.compressor.compress_to_buffer(plaintext, &mut out) {
-            Ok(_) if out.len() <= limit => Some(out),
-            _ => None,
+        out.reserve(limit);
+        let mut cursor = std::io::Cursor::new(&mut *out);
+        cursor.set_position(start as u64);
+        match self.compressor.compress_to_buffer(plaintext, &mut cursor) {
+            Ok(n) if n <= limit => true,
+            _ => {
+                out.truncate(start);
+                false
+            }
         }
-    }
-
-    /// Like [`BlobCodec::encode`], taking the plaintext by value: when compression does not
-    /// pay, the same buffer is returned (give it spare capacity for the seal's nonce and tag).
-    pub fn encode_owned(&mut self, plaintext: Vec<u8>) -> (Compression, Vec<u8>) {
-        let len = plaintext.len();
-        if len >= 128
-            && self.sample_compresses(&plaintext)
-            && let Some(out) = self.compress_saving(&plaintext)
-        {
-            return (Compression::Zstd, out);
-        }
-        (Compression::None, plaintext)
     }
 
     /// For blobs of at least [`SAMPLED_FROM`] bytes, whether three windows of

@@ -198,7 +198,7 @@ async fn repository_init_is_idempotent_and_index_round_trips() {
         c.server_keys().chunk_id(&data),
         Compression::None,
         data.len(),
-        data.clone(),
+        &data,
     )
     .unwrap();
     let pack = w.finish(c.server_keys()).unwrap();

@@ -12,8 +12,7 @@ fn build(blobs: &[Vec<u8>], kind: BlobKind) -> (FinishedPack, ServerKeys) {
     let mut codec = BlobCodec::new(1).unwrap();
     let mut w = PackWriter::new(kind, crypto.begin().unwrap(), 1024);
     for b in blobs {
-        let (c, enc) = codec.encode(b);
-        w.add(crypto.server_keys().chunk_id(b), c, b.len(), enc)
+        w.add_plaintext(&mut codec, crypto.server_keys().chunk_id(b), b)
             .unwrap();
     }
     (w.finish(crypto.server_keys()).unwrap(), keys())
@@ -64,20 +63,25 @@ proptest! {
     }
 }
 
-#[test]
-fn compression_is_skipped_when_it_does_not_shrink() {
-    let mut codec = BlobCodec::new(1).unwrap();
-    let text = b"abcabcabc".repeat(1000);
-    assert_eq!(codec.encode(&text).0, Compression::Zstd);
+/// `n` incompressible bytes.
+fn noise(n: usize) -> Vec<u8> {
     let mut x = 1u64;
-    let random: Vec<u8> = (0..10_000)
+    (0..n)
         .map(|_| {
             x = x
                 .wrapping_mul(6364136223846793005)
                 .wrapping_add(1442695040888963407);
             (x >> 33) as u8
         })
-        .collect();
+        .collect()
+}
+
+#[test]
+fn compression_is_skipped_when_it_does_not_shrink() {
+    let mut codec = BlobCodec::new(1).unwrap();
+    let text = b"abcabcabc".repeat(1000);
+    assert_eq!(codec.encode(&text).0, Compression::Zstd);
+    let random = noise(10_000);
     let (c, enc) = codec.encode(&random);
     assert_eq!(c, Compression::None);
     assert_eq!(enc, random);
@@ -95,7 +99,7 @@ fn large_blobs_are_sampled_before_compression() {
             x as u8
         })
         .collect();
-    let (c, enc) = codec.encode_owned(random.clone());
+    let (c, enc) = codec.encode(&random);
     assert_eq!(c, Compression::None);
     assert_eq!(enc, random);
     // Compressible windows: the whole blob is compressed and decodes back.
@@ -154,11 +158,19 @@ fn build_with_groups(groups: &[Vec<Vec<u8>>], singles: &[Vec<u8>]) -> FinishedPa
             .iter()
             .map(|m| (crypto.server_keys().chunk_id(m), m.len() as u32))
             .collect();
-        let compressed = codec.encode_group(&members.concat()).unwrap();
-        w.add_group(&ids, compressed).unwrap();
+        // Half the groups compressed here, half by the writer straight into the pack.
+        if i % 2 == 0 {
+            let compressed = codec.encode_group(&members.concat()).unwrap();
+            w.add_group(&ids, &compressed).unwrap();
+        } else {
+            assert!(
+                w.add_group_plaintext(&mut codec, &ids, &members.concat())
+                    .unwrap()
+            );
+        }
         if let Some(b) = singles.get(i) {
             let (c, enc) = codec.encode(b);
-            w.add(crypto.server_keys().chunk_id(b), c, b.len(), enc)
+            w.add(crypto.server_keys().chunk_id(b), c, b.len(), &enc)
                 .unwrap();
         }
     }
@@ -259,14 +271,41 @@ fn a_flipped_byte_in_a_group_fails_every_member_but_not_the_others() {
 }
 
 #[test]
+fn a_group_that_does_not_compress_adds_nothing_and_leaves_the_pack_as_it_was() {
+    let crypto = PlainCrypto::new(keys());
+    let mut codec = BlobCodec::new(3).unwrap();
+    let mut w = PackWriter::new(BlobKind::Data, crypto.begin().unwrap(), 1 << 20);
+    let text = text_member(1);
+    w.add_plaintext(&mut codec, crypto.server_keys().chunk_id(&text), &text)
+        .unwrap();
+    let len = w.len();
+    let noise = noise(4000);
+    let members = [
+        (crypto.server_keys().chunk_id(&noise[..1000]), 1000),
+        (crypto.server_keys().chunk_id(&noise[1000..]), 3000),
+    ];
+    assert!(!w.add_group_plaintext(&mut codec, &members, &noise).unwrap());
+    assert_eq!(w.len(), len);
+    // Members whose lengths do not add up to the plaintext are refused.
+    assert!(
+        w.add_group_plaintext(&mut codec, &members[..1], &noise)
+            .is_err()
+    );
+    assert_eq!(w.len(), len);
+    let pack = w.finish(crypto.server_keys()).unwrap();
+    let trailer = read_pack(&keys(), &pack.id, &pack.bytes).unwrap();
+    assert_eq!(trailer.entries.len(), 1);
+}
+
+#[test]
 fn groups_longer_than_the_bound_are_refused() {
     let crypto = PlainCrypto::new(keys());
     let mut w = PackWriter::new(BlobKind::Data, crypto.begin().unwrap(), 1024);
     let too_long = [(ChunkId([1; 32]), GROUP_MAX_LEN), (ChunkId([2; 32]), 1)];
-    assert!(w.add_group(&too_long, vec![0; 10]).is_err());
-    assert!(w.add_group(&[], vec![0; 10]).is_err());
+    assert!(w.add_group(&too_long, &[0; 10]).is_err());
+    assert!(w.add_group(&[], &[0; 10]).is_err());
     assert!(
-        w.add(ChunkId([3; 32]), Compression::ZstdGroup, 1, vec![0])
+        w.add(ChunkId([3; 32]), Compression::ZstdGroup, 1, &[0])
             .is_err()
     );
 
