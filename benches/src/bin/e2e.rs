@@ -4,10 +4,16 @@
 //!
 //! ```text
 //! cargo build --release --example backupctl
-//! cargo run --release -p backup-benches --bin e2e -- [--scale 1.0] [--dir /tmp/backup-bench] [--tools ours,restic,borg,rustic] [--keep]
+//! cargo run --release -p backup-benches --bin e2e -- [--scale 1.0] [--runs 3] [--dir /tmp/backup-bench] [--tools ours,restic,borg,rustic] [--keep]
 //! ```
 //! Peak RSS comes from GNU time (`apt-get install time`). Every tool runs with encryption on
 //! and its default compression; the page cache is warm for all of them.
+//!
+//! The backups run `--runs` times, each time into a fresh repository, the tools taking turns
+//! (run 1 of every tool, then run 2, ...), and the table gives each step's median: a shared
+//! machine's slow stretches then weigh on every tool alike. Peak RSS is the highest of all
+//! runs. The restore runs once, from the last run's repository: each restore writes a full
+//! copy of the data, and deleting one while tools run slows the next tool's restore.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -21,14 +27,39 @@ struct Measure {
     rss_kib: u64,
 }
 
+/// One tool's measures over every run.
 #[derive(Debug, Default)]
 struct Row {
     tool: String,
-    initial: Measure,
-    noop: Measure,
-    one_percent: Measure,
+    initial: Vec<Measure>,
+    noop: Vec<Measure>,
+    one_percent: Vec<Measure>,
     restore: Measure,
+    /// The last run's repository.
     repo_bytes: u64,
+}
+
+impl Row {
+    /// Peak RSS of the backups, over every run.
+    fn backup_rss(&self) -> u64 {
+        [&self.initial, &self.noop, &self.one_percent]
+            .into_iter()
+            .flatten()
+            .map(|m| m.rss_kib)
+            .max()
+            .unwrap_or(0)
+    }
+}
+
+/// The median wall time of `runs` (the mean of the middle two for an even count).
+fn median(runs: &[Measure]) -> f64 {
+    let mut secs: Vec<f64> = runs.iter().map(|m| m.secs).collect();
+    secs.sort_by(f64::total_cmp);
+    match secs.len() {
+        0 => 0.0,
+        n if n % 2 == 1 => secs[n / 2],
+        n => (secs[n / 2 - 1] + secs[n / 2]) / 2.0,
+    }
 }
 
 fn die(msg: impl std::fmt::Display) -> ! {
@@ -124,19 +155,14 @@ struct Ctx {
     backupctl: PathBuf,
 }
 
-fn run_tool(ctx: &Ctx, tool: &str) -> Row {
-    let repo = ctx.work.join(format!("repo-{tool}"));
-    let state = ctx.work.join(format!("state-{tool}"));
+/// Run `run` of `tool`: initial, no-op and 1 % backups into a fresh repository, added to
+/// `row`; after the last run, the restore and the repository's size too.
+fn run_tool(ctx: &Ctx, tool: &str, run: usize, last: bool, row: &mut Row) {
+    let repo = ctx.work.join(format!("repo-{tool}-{run}"));
+    let state = ctx.work.join(format!("state-{tool}-{run}"));
     let target = ctx.work.join(format!("restore-{tool}"));
-    fresh(&repo);
-    fresh(&state);
-    fresh(&target);
     let data = ctx.data.display().to_string();
     let r = repo.display().to_string();
-    let mut row = Row {
-        tool: tool.to_owned(),
-        ..Default::default()
-    };
     let ours = |args: &[&str]| {
         let mut c = Command::new(&ctx.backupctl);
         c.arg("--home").arg(&state).args(args);
@@ -219,10 +245,20 @@ fn run_tool(ctx: &Ctx, tool: &str) -> Row {
         };
         timed(&mut c, &format!("{tool} {label}"))
     };
-    row.initial = backup("initial backup");
-    row.noop = backup("no-op backup");
+    let initial = backup("initial backup");
+    let noop = backup("no-op backup");
     change_one_percent(&ctx.data, ctx.scale).unwrap_or_else(|e| die(e));
-    row.one_percent = backup("1% backup");
+    let one_percent = backup("1% backup");
+    eprintln!(
+        "{tool} run {run}: initial {:.2} s, no-op {:.2} s, 1 % {:.2} s",
+        initial.secs, noop.secs, one_percent.secs
+    );
+    row.initial.push(initial);
+    row.noop.push(noop);
+    row.one_percent.push(one_percent);
+    if !last {
+        return;
+    }
     // Undo nothing: the restore below restores the latest snapshot, which is the changed data.
     std::fs::create_dir_all(&target).unwrap_or_else(|e| die(e));
     let t = target.display().to_string();
@@ -249,6 +285,7 @@ fn run_tool(ctx: &Ctx, tool: &str) -> Row {
         }
     };
     row.restore = timed(&mut c, &format!("{tool} restore"));
+    eprintln!("{tool} restore: {:.2} s", row.restore.secs);
     row.repo_bytes = dir_size(&repo);
     if tool == "ours" {
         // Prove the restore: every file equal to the source.
@@ -258,7 +295,6 @@ fn run_tool(ctx: &Ctx, tool: &str) -> Row {
             die(format!("our restore differs from the source: {d}"));
         }
     }
-    row
 }
 
 /// Compares two trees file by file (contents only).
@@ -308,6 +344,7 @@ fn main() {
         .collect::<Vec<_>>();
     let mut backupctl = PathBuf::from("target/release/examples/backupctl");
     let mut keep = false;
+    let mut runs = 3usize;
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         let mut value = || {
@@ -316,13 +353,20 @@ fn main() {
         };
         match a.as_str() {
             "--scale" => scale = value().parse().unwrap_or_else(|e| die(e)),
+            "--runs" => {
+                runs = value().parse().unwrap_or_else(|e| die(e));
+                if runs == 0 {
+                    die("--runs needs at least 1");
+                }
+            }
             "--dir" => work = PathBuf::from(value()),
             "--tools" => tools = value().split(',').map(String::from).collect(),
             "--backupctl" => backupctl = PathBuf::from(value()),
             "--keep" => keep = true,
             "--help" | "-h" => {
                 println!(
-                    "e2e [--scale F] [--dir DIR] [--tools ours,restic,borg,rustic] [--backupctl PATH] [--keep]\n\
+                    "e2e [--scale F] [--runs N] [--dir DIR] [--tools ours,restic,borg,rustic] [--backupctl PATH] [--keep]\n\
+                     --runs N backs up N times (fresh repositories, tools taking turns) and reports medians (default 3)\n\
                      --keep leaves the datasets, repositories and restores in DIR"
                 );
                 return;
@@ -356,29 +400,38 @@ fn main() {
         let _ = Command::new("sync").status();
         std::thread::sleep(std::time::Duration::from_secs(65));
     }
-    let mut rows = Vec::new();
+    // Each tool gets the same freshly generated dataset (the 1 % change mutates it).
+    let mut ctxs = Vec::new();
     for tool in &available {
-        // Each tool gets the same freshly generated dataset (the 1 % change mutates it).
         let data = work.join(format!("data-{tool}"));
         let started = Instant::now();
         let stats = generate(&data, scale).unwrap_or_else(|e| die(e));
         eprintln!(
-            "dataset: {} files, {:.0} MiB (generated in {:.1} s); running {tool}",
+            "dataset for {tool}: {} files, {:.0} MiB (generated in {:.1} s)",
             stats.files,
             stats.bytes as f64 / 1048576.0,
             started.elapsed().as_secs_f64()
         );
-        let ctx = Ctx {
+        ctxs.push(Ctx {
             work: work.clone(),
-            data: data.clone(),
+            data,
             scale,
             backupctl: backupctl.clone(),
-        };
-        let row = run_tool(&ctx, tool);
-        eprintln!("{tool}: done");
-        rows.push(row);
+        });
     }
-    print_table(&rows);
+    let mut rows: Vec<Row> = available
+        .iter()
+        .map(|tool| Row {
+            tool: tool.clone(),
+            ..Default::default()
+        })
+        .collect();
+    for run in 1..=runs {
+        for ((tool, ctx), row) in available.iter().zip(&ctxs).zip(&mut rows) {
+            run_tool(ctx, tool, run, run == runs, row);
+        }
+    }
+    print_table(&rows, runs);
     if !keep {
         clean(&work);
     }
@@ -400,26 +453,23 @@ fn clean(work: &Path) -> bool {
     any
 }
 
-fn print_table(rows: &[Row]) {
+fn print_table(rows: &[Row], runs: usize) {
     let mib = |k: u64| k as f64 / 1024.0;
+    println!("Backups: median of {runs} run(s), each into a fresh repository; restore: once.");
+    println!();
     println!(
         "| tool | initial backup (s) | no-op backup (s) | 1 % changed (s) | full restore (s) | peak RSS backup / restore (MiB) | repository (MB) |"
     );
     println!("|---|---|---|---|---|---|---|");
     for r in rows {
-        let peak_backup = r
-            .initial
-            .rss_kib
-            .max(r.noop.rss_kib)
-            .max(r.one_percent.rss_kib);
         println!(
             "| {} | {:.2} | {:.2} | {:.2} | {:.2} | {:.0} / {:.0} | {:.1} |",
             r.tool,
-            r.initial.secs,
-            r.noop.secs,
-            r.one_percent.secs,
+            median(&r.initial),
+            median(&r.noop),
+            median(&r.one_percent),
             r.restore.secs,
-            mib(peak_backup),
+            mib(r.backup_rss()),
             mib(r.restore.rss_kib),
             r.repo_bytes as f64 / 1e6
         );
@@ -432,23 +482,36 @@ fn print_table(rows: &[Row]) {
         "| ours vs | initial (x faster) | no-op (x faster) | 1 % (x faster) | restore (x faster) | peak RSS (ours/peer) | repository (ours/peer) |"
     );
     println!("|---|---|---|---|---|---|---|");
+    let peak = |x: &Row| x.backup_rss().max(x.restore.rss_kib);
     for r in rows.iter().filter(|r| r.tool != "ours") {
-        let peak = |x: &Row| {
-            x.initial
-                .rss_kib
-                .max(x.noop.rss_kib)
-                .max(x.one_percent.rss_kib)
-                .max(x.restore.rss_kib)
-        };
         println!(
             "| {} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} | {:.3} |",
             r.tool,
-            r.initial.secs / ours.initial.secs,
-            r.noop.secs / ours.noop.secs,
-            r.one_percent.secs / ours.one_percent.secs,
+            median(&r.initial) / median(&ours.initial),
+            median(&r.noop) / median(&ours.noop),
+            median(&r.one_percent) / median(&ours.one_percent),
             r.restore.secs / ours.restore.secs,
             peak(ours) as f64 / peak(r).max(1) as f64,
             ours.repo_bytes as f64 / r.repo_bytes.max(1) as f64
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn secs(all: &[f64]) -> Vec<Measure> {
+        all.iter()
+            .map(|&secs| Measure { secs, rss_kib: 0 })
+            .collect()
+    }
+
+    #[test]
+    fn median_of_odd_and_even_counts() {
+        assert_eq!(median(&secs(&[3.0, 1.0, 2.0])), 2.0);
+        assert_eq!(median(&secs(&[4.0, 1.0, 3.0, 2.0])), 2.5);
+        assert_eq!(median(&secs(&[7.5])), 7.5);
+        assert_eq!(median(&[]), 0.0);
     }
 }
