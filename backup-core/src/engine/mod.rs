@@ -19,7 +19,9 @@ mod upload;
 mod verify;
 mod walk;
 
-pub use backup::{BackupRequest, DEFAULT_COMPRESSION_LEVEL, backup};
+pub use backup::{
+    BackupRequest, DEFAULT_COMPRESSION_LEVEL, DEFAULT_GROUP_COMPRESSION_LEVEL, backup,
+};
 pub use progress::{
     NoProgress, Progress, ProgressCounters, ProgressEvent, ProgressSink, no_progress,
 };

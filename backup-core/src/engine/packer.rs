@@ -391,6 +391,7 @@ pub(crate) struct PackerConfig {
     pub(crate) known: KnownBlobs,
     pub(crate) pack_size: usize,
     pub(crate) level: i32,
+    pub(crate) group_level: i32,
     pub(crate) threads: usize,
 }
 
@@ -416,7 +417,7 @@ pub(crate) fn start(
     for i in 0..threads {
         let mut worker = Worker {
             sealer: config.sealer.clone(),
-            codec: BlobCodec::new(config.level)?,
+            codec: BlobCodec::with_group_level(config.level, config.group_level)?,
             dedup: dedup.clone(),
             data: None,
             tree: None,

@@ -476,7 +476,7 @@ impl PackWriter {
             ));
         }
         let offset = self.begin_blob(plaintext.len());
-        if !codec.compress_append(plaintext, &mut self.buf) {
+        if !codec.compress_group(plaintext, &mut self.buf) {
             self.buf.truncate(offset);
             return Ok(false);
         }
@@ -585,6 +585,29 @@ impl PackWriter {
     }
 }
 
+/// Appends the zstd frame of `plaintext` (by `compressor`) to `out` when it saves at least
+/// 1/32 of it; returns whether it did (`out` is left as it was otherwise). zstd writes
+/// straight into `out`'s spare room and stops when that is full, so incompressible data
+/// fails fast when `out` has no more room than the frame may take.
+fn compress_append(
+    compressor: &mut zstd::bulk::Compressor<'static>,
+    plaintext: &[u8],
+    out: &mut Vec<u8>,
+) -> bool {
+    let start = out.len();
+    let limit = plaintext.len() - plaintext.len() / 32;
+    out.reserve(limit);
+    let mut cursor = std::io::Cursor::new(&mut *out);
+    cursor.set_position(start as u64);
+    match compressor.compress_to_buffer(plaintext, &mut cursor) {
+        Ok(n) if n <= limit => true,
+        _ => {
+            out.truncate(start);
+            false
+        }
+    }
+}
+
 /// Blobs from this size on are sampled before a full compression attempt.
 pub(crate) const SAMPLED_FROM: usize = 256 * 1024;
 /// Size of each sampled window.
@@ -593,6 +616,8 @@ pub(crate) const SAMPLE_LEN: usize = 16 * 1024;
 /// Reusable zstd contexts for encoding and decoding blobs (one per worker thread).
 pub struct BlobCodec {
     compressor: zstd::bulk::Compressor<'static>,
+    /// For groups of small blobs (see [`BlobCodec::with_group_level`]).
+    group_compressor: zstd::bulk::Compressor<'static>,
     decompressor: zstd::bulk::Decompressor<'static>,
     sample: Vec<u8>,
 }
@@ -604,13 +629,20 @@ impl std::fmt::Debug for BlobCodec {
 }
 
 impl BlobCodec {
-    /// Contexts compressing at zstd `level`.
+    /// Contexts compressing blobs and groups at zstd `level`.
     pub fn new(level: i32) -> Result<Self> {
+        Self::with_group_level(level, level)
+    }
+
+    /// Contexts compressing single blobs at zstd `level` and groups of small blobs (at most
+    /// [`GROUP_MAX_LEN`] bytes, usually a few hundred KiB) at `group_level`.
+    pub fn with_group_level(level: i32, group_level: i32) -> Result<Self> {
         let internal = |e: std::io::Error| Error::Internal {
             reason: format!("zstd context: {e}"),
         };
         Ok(Self {
             compressor: zstd::bulk::Compressor::new(level).map_err(internal)?,
+            group_compressor: zstd::bulk::Compressor::new(group_level).map_err(internal)?,
             decompressor: zstd::bulk::Decompressor::new().map_err(internal)?,
             sample: Vec::with_capacity(SAMPLE_LEN),
         })
@@ -632,7 +664,7 @@ impl BlobCodec {
     /// 1/32 of them (the members are then stored one by one).
     pub fn encode_group(&mut self, plaintext: &[u8]) -> Option<Vec<u8>> {
         let mut out = Vec::new();
-        self.compress_append(plaintext, &mut out).then_some(out)
+        self.compress_group(plaintext, &mut out).then_some(out)
     }
 
     /// Appends the zstd frame of a blob's plaintext to `out` when it saves at least 1/32
@@ -641,26 +673,13 @@ impl BlobCodec {
     pub(crate) fn compress_blob(&mut self, plaintext: &[u8], out: &mut Vec<u8>) -> bool {
         plaintext.len() >= 128
             && self.sample_compresses(plaintext)
-            && self.compress_append(plaintext, out)
+            && compress_append(&mut self.compressor, plaintext, out)
     }
 
-    /// Appends the zstd frame of `plaintext` to `out` when it saves at least 1/32 of it;
-    /// returns whether it did (`out` is left as it was otherwise). zstd writes straight into
-    /// `out`'s spare room and stops when that is full, so incompressible data fails fast
-    /// when `out` has no more room than the frame may take.
-    pub(crate) fn compress_append(&mut self, plaintext: &[u8], out: &mut Vec<u8>) -> bool {
-        let start = out.len();
-        let limit = plaintext.len() - plaintext.len() / 32;
-        out.reserve(limit);
-        let mut cursor = std::io::Cursor::new(&mut *out);
-        cursor.set_position(start as u64);
-        match self.compressor.compress_to_buffer(plaintext, &mut cursor) {
-            Ok(n) if n <= limit => true,
-            _ => {
-                out.truncate(start);
-                false
-            }
-        }
+    /// Like [`BlobCodec::compress_blob`] for the concatenated plaintexts of a group, at the
+    /// group level.
+    pub(crate) fn compress_group(&mut self, plaintext: &[u8], out: &mut Vec<u8>) -> bool {
+        compress_append(&mut self.group_compressor, plaintext, out)
     }
 
     /// For blobs of at least [`SAMPLED_FROM`] bytes, whether three windows of

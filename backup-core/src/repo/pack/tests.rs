@@ -77,6 +77,27 @@ fn noise(n: usize) -> Vec<u8> {
 }
 
 #[test]
+fn groups_compress_at_the_group_level_and_blobs_at_the_blob_level() {
+    let text: Vec<u8> = (0..2000).flat_map(text_member).collect();
+    let group = |level, group_level| {
+        BlobCodec::with_group_level(level, group_level)
+            .unwrap()
+            .encode_group(&text)
+            .unwrap()
+    };
+    let blob = |level, group_level| {
+        BlobCodec::with_group_level(level, group_level)
+            .unwrap()
+            .encode(&text)
+            .1
+    };
+    assert_eq!(group(19, 1), group(1, 1));
+    assert_ne!(group(1, 1), group(1, 19));
+    assert_eq!(blob(1, 19), blob(1, 1));
+    assert_ne!(blob(1, 1), blob(19, 1));
+}
+
+#[test]
 fn compression_is_skipped_when_it_does_not_shrink() {
     let mut codec = BlobCodec::new(1).unwrap();
     let text = b"abcabcabc".repeat(1000);
