@@ -504,39 +504,25 @@ impl PackWriter {
         compression: Compression,
         raw_len: usize,
     ) -> Result<()> {
-        let entry = self.seal_blob(offset, &id.0).and_then(|stored_len| {
-            Ok(TrailerEntry {
-                id,
-                kind: self.kind,
-                compression,
-                offset: offset as u64,
-                stored_len,
-                raw_len: len_u32(raw_len, "blob")?,
-                group_start: 0,
-                group_len: 0,
-            })
+        let raw_len = len_u32(raw_len, "blob").inspect_err(|_| self.buf.truncate(offset))?;
+        let stored_len = self.seal_blob(offset, &id.0)?;
+        self.entries.push(TrailerEntry {
+            id,
+            kind: self.kind,
+            compression,
+            offset: offset as u64,
+            stored_len,
+            raw_len,
+            group_start: 0,
+            group_len: 0,
         });
-        match entry {
-            Ok(entry) => {
-                self.entries.push(entry);
-                Ok(())
-            }
-            Err(e) => {
-                self.buf.truncate(offset);
-                Err(e)
-            }
-        }
+        Ok(())
     }
 
-    /// Seals the group begun at `offset` and lists its members.
+    /// Seals the group begun at `offset` and lists its members. On error the pack is cut
+    /// back to `offset`.
     fn end_group(&mut self, offset: usize, members: &[(ChunkId, u32)], total: u32) -> Result<()> {
-        let stored_len = match self.seal_blob(offset, &group_aad(offset as u64)) {
-            Ok(len) => len,
-            Err(e) => {
-                self.buf.truncate(offset);
-                return Err(e);
-            }
-        };
+        let stored_len = self.seal_blob(offset, &group_aad(offset as u64))?;
         let mut start = 0;
         for (id, raw_len) in members {
             self.entries.push(TrailerEntry {
@@ -554,10 +540,14 @@ impl PackWriter {
         Ok(())
     }
 
-    /// Seals in place what follows `offset` and returns its sealed length.
+    /// Seals in place what follows `offset` and returns its sealed length; on error the
+    /// pack is cut back to `offset`.
     fn seal_blob(&mut self, offset: usize, aad: &[u8]) -> Result<u32> {
-        self.session.seal_at(aad, &mut self.buf, offset)?;
-        len_u32(self.buf.len() - offset, "blob")
+        let sealed = self
+            .session
+            .seal_at(aad, &mut self.buf, offset)
+            .and_then(|()| len_u32(self.buf.len() - offset, "blob"));
+        sealed.inspect_err(|_| self.buf.truncate(offset))
     }
 
     /// Writes trailer and footer and computes the pack id.
