@@ -8,7 +8,7 @@
 //!
 //! | URL | store |
 //! |---|---|
-//! | `file:///ABSOLUTE/PATH` | [`object_store::local::LocalFileSystem`] rooted at the path (created if missing) |
+//! | `file:///ABSOLUTE/PATH` | [`object_store::local::LocalFileSystem`] rooted at the path (created if missing); every put is flushed to disk (`fsync` of the file and its directory) before it returns |
 //! | `memory://` | [`object_store::memory::InMemory`] (lost when dropped; tests) |
 //! | `s3://BUCKET/PREFIX?endpoint=URL&region=R&allow_http=true` | [`object_store::aws::AmazonS3`]; credentials from `AWS_*` variables |
 //! | `sftp://USER@HOST:PORT/ABSOLUTE/PATH?key=KEYFILE&known_hosts=FILE` | [`SftpStore`] |

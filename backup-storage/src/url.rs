@@ -15,7 +15,7 @@ use crate::sftp::SftpBuilder;
 ///
 /// | URL | store | root |
 /// |---|---|---|
-/// | `file:///ABSOLUTE/PATH` | [`LocalFileSystem`] rooted at the path (created if missing) | empty |
+/// | `file:///ABSOLUTE/PATH` | [`LocalFileSystem`] rooted at the path (created if missing); every put is flushed to disk before it returns | empty |
 /// | `memory://` | [`InMemory`] | empty |
 /// | `s3://BUCKET/PREFIX?endpoint=URL&region=R&allow_http=true` | [`AmazonS3`](object_store::aws::AmazonS3) | `PREFIX` |
 /// | `sftp://USER@HOST:PORT/ABSOLUTE/PATH?key=KEYFILE&known_hosts=FILE` | [`SftpStore`](crate::SftpStore) rooted at the path | empty |
@@ -73,7 +73,12 @@ fn open_file(parsed: &Url, shown: String) -> Result<(Arc<dyn ObjectStore>, Path)
     })?;
     let store = LocalFileSystem::new_with_prefix(&path)
         .map_err(|source| Error::Open { url: shown, source })?
-        .with_automatic_cleanup(true);
+        .with_automatic_cleanup(true)
+        // Every put is flushed to disk (the file, then its directory) before it returns: the
+        // catalog records a snapshot only after its packs were put, so a power cut must not
+        // lose them. Measured on the backup benchmark: no difference in wall time, since
+        // uploads overlap the work that produces the next packs.
+        .with_fsync(true);
     Ok((Arc::new(store), Path::default()))
 }
 

@@ -34,6 +34,8 @@ pub(crate) struct Connection {
     pub(crate) chunk: u32,
     /// The server renames over an existing file atomically (`posix-rename@openssh.com`).
     pub(crate) posix_rename: bool,
+    /// The server flushes a file to its disk on request (`fsync@openssh.com`).
+    pub(crate) fsync: bool,
     /// Bounds the handles open at once.
     pub(crate) handles: Arc<Semaphore>,
     broken: AtomicBool,
@@ -45,6 +47,7 @@ impl std::fmt::Debug for Connection {
         f.debug_struct("Connection")
             .field("chunk", &self.chunk)
             .field("posix_rename", &self.posix_rename)
+            .field("fsync", &self.fsync)
             .field("in_flight", &self.in_flight())
             .field("broken", &self.is_broken())
             .finish()
@@ -172,6 +175,7 @@ impl Connection {
             sftp,
             chunk,
             posix_rename: has("posix-rename@openssh.com"),
+            fsync: has("fsync@openssh.com"),
             handles: Arc::new(Semaphore::new(handles)),
             broken: AtomicBool::new(false),
             in_flight: AtomicUsize::new(0),

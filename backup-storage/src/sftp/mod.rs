@@ -10,6 +10,10 @@
 //!   `rename_if_not_exists`) is therefore an exclusive create with exactly one winner. An
 //!   overwriting put uses `posix-rename@openssh.com` when the server offers it, else
 //!   removes the old file first (readers may then briefly see no object).
+//! - **Writes are flushed**: before the rename, the file is flushed to the server's disk
+//!   with `fsync@openssh.com` where the server offers it (OpenSSH does), so a put that
+//!   returned is not lost to a power cut of the server. (SFTP cannot flush a directory:
+//!   the rename itself rests on the server's file system.)
 //! - Ranged reads and writes are pipelined (several requests in flight per transfer, up to
 //!   the server's announced request size).
 //! - Multipart uploads write each part at its offset in one temporary file, renamed into
@@ -130,7 +134,7 @@ impl SftpStore {
             .await
             .map_err(|e| store_error(location, e))?;
         let written = match write(&file).await {
-            Ok(()) => file.close().await,
+            Ok(()) => file.sync_and_close().await,
             Err(e) => Err(e),
         };
         let committed = match written {

@@ -66,7 +66,7 @@ impl MultipartUpload for SftpUpload {
         let file = self.file.take().ok_or_else(|| self.finished())?;
         let conn = file.shared_conn();
         let tmp = file.path.clone();
-        let result = match file.close().await {
+        let result = match file.sync_and_close().await {
             Ok(()) => transfer::rename(&conn, &tmp, &self.dest, Commit::Overwrite)
                 .await
                 .map(|_| ()),

@@ -150,6 +150,20 @@ impl OpenFile {
             .map_err(|e| sftp_error(&self.conn, "close", &self.path, e))
     }
 
+    /// Flushes the file to the server's disk (where the server offers `fsync@openssh.com`,
+    /// as OpenSSH does), then closes it: what a put writes survives a power cut of the
+    /// server once the put returns.
+    pub(crate) async fn sync_and_close(self) -> Result<(), Error> {
+        if self.conn.fsync {
+            self.conn
+                .sftp
+                .fsync(self.handle.as_str())
+                .await
+                .map_err(|e| sftp_error(&self.conn, "fsync", &self.path, e))?;
+        }
+        self.close().await
+    }
+
     /// Writes `payload` at `offset` with several requests in flight.
     pub(crate) async fn write_all_at(&self, offset: u64, payload: PutPayload) -> Result<(), Error> {
         write_at(
