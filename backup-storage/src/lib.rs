@@ -2,13 +2,14 @@
 //!
 //! Object stores for backup destinations. Storage has no trait of its own:
 //! [`object_store::ObjectStore`] is the port, so every object_store backend works unchanged.
-//! This crate turns a destination URL into a store and a root prefix ([`open`]), adds an
-//! SFTP backend ([`SftpStore`]), wrappers that add behaviour to any store, and the
+//! This crate turns a destination URL into a store and a root prefix ([`open`]), adds a
+//! local directory store that flushes a backup's packs in the background ([`LocalStore`]),
+//! an SFTP backend ([`SftpStore`]), wrappers that add behaviour to any store, and the
 //! [`conformance`] suite every store must pass.
 //!
 //! | URL | store |
 //! |---|---|
-//! | `file:///ABSOLUTE/PATH` | [`object_store::local::LocalFileSystem`] rooted at the path (created if missing); every put is flushed to disk (`fsync` of the file and its directory) before it returns |
+//! | `file:///ABSOLUTE/PATH` | [`LocalStore`] rooted at the path (created if missing); every object is flushed to disk (`fsync` of the file and its directories) before it returns, or for puts marked [`DeferredFlush`](backup_core::ports::DeferredFlush) (packs) before the next unmarked write |
 //! | `memory://` | [`object_store::memory::InMemory`] (lost when dropped; tests) |
 //! | `s3://BUCKET/PREFIX?endpoint=URL&region=R&allow_http=true` | [`object_store::aws::AmazonS3`]; credentials from `AWS_*` variables |
 //! | `sftp://USER@HOST:PORT/ABSOLUTE/PATH?key=KEYFILE&known_hosts=FILE` | [`SftpStore`] |
@@ -38,6 +39,7 @@ pub mod conformance;
 mod counting;
 mod error;
 mod faults;
+mod local;
 mod request;
 mod retry;
 mod s3;
@@ -47,6 +49,7 @@ mod url;
 pub use counting::{CountingStore, RequestCounts};
 pub use error::{Error, Result, is_transient};
 pub use faults::{FaultPlan, FaultStore};
+pub use local::LocalStore;
 pub use request::RequestKind;
 pub use retry::{RetryPolicy, RetryStore};
 pub use sftp::{SftpBuilder, SftpStore};

@@ -3,19 +3,19 @@
 use std::sync::Arc;
 
 use object_store::ObjectStore;
-use object_store::local::LocalFileSystem;
 use object_store::memory::InMemory;
 use object_store::path::Path;
 use url::Url;
 
 use crate::error::{Error, Result};
+use crate::local::LocalStore;
 use crate::sftp::SftpBuilder;
 
 /// Opens the store a destination URL names; returns it with the root prefix inside it.
 ///
 /// | URL | store | root |
 /// |---|---|---|
-/// | `file:///ABSOLUTE/PATH` | [`LocalFileSystem`] rooted at the path (created if missing); every put is flushed to disk before it returns | empty |
+/// | `file:///ABSOLUTE/PATH` | [`LocalStore`] rooted at the path (created if missing); every object is flushed to disk before anything can name it | empty |
 /// | `memory://` | [`InMemory`] | empty |
 /// | `s3://BUCKET/PREFIX?endpoint=URL&region=R&allow_http=true` | [`AmazonS3`](object_store::aws::AmazonS3) | `PREFIX` |
 /// | `sftp://USER@HOST:PORT/ABSOLUTE/PATH?key=KEYFILE&known_hosts=FILE` | [`SftpStore`](crate::SftpStore) rooted at the path | empty |
@@ -71,14 +71,11 @@ fn open_file(parsed: &Url, shown: String) -> Result<(Arc<dyn ObjectStore>, Path)
         path: path.display().to_string(),
         source,
     })?;
-    let store = LocalFileSystem::new_with_prefix(&path)
-        .map_err(|source| Error::Open { url: shown, source })?
-        .with_automatic_cleanup(true)
-        // Every put is flushed to disk (the file, then its directory) before it returns: the
-        // catalog records a snapshot only after its packs were put, so a power cut must not
-        // lose them. It costs the 1 GiB benchmark's initial backup 0.3-0.4 s (waiting for
-        // the disk; docs/performance.md, "Durable puts").
-        .with_fsync(true);
+    // Every put is on disk before anything can name it: unmarked puts are flushed (the
+    // file, then its directory) before they return; the engine's pack puts are flushed
+    // together before the index that lists them (LocalStore). The catalog records a
+    // snapshot only after its objects, so a power cut cannot lose what it records.
+    let store = LocalStore::new(&path).map_err(|source| Error::Open { url: shown, source })?;
     Ok((Arc::new(store), Path::default()))
 }
 

@@ -58,6 +58,42 @@ async fn memory_conforms() {
     conformance::run(&store, &root).await;
 }
 
+/// The engine marks its pack puts [`DeferredFlush`](backup_core::ports::DeferredFlush) and
+/// the local store honours it: a pack waits unpublished until the index is written, then
+/// both are on disk and readable.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn local_packs_wait_for_the_index_barrier() {
+    use backup_core::model::AccountId;
+    use backup_core::ports::{ContentSealer, PlainCrypto, ServerKeys};
+    use backup_core::repo::{BlobKind, Compression, PackWriter, RepoConfig, Repository};
+
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(backup_storage::LocalStore::new(dir.path()).unwrap());
+    let repo = Repository::init(store.clone(), Path::default(), RepoConfig::default())
+        .await
+        .unwrap();
+    let crypto = Arc::new(PlainCrypto::new(ServerKeys::new([1; 32], [2; 32], 3)));
+    let account = repo.account(AccountId::new(), crypto.clone(), Some(crypto.clone()));
+    let data = b"a blob".to_vec();
+    let id = crypto.server_keys().chunk_id(&data);
+    let mut writer = PackWriter::new(BlobKind::Data, crypto.begin().unwrap(), 100);
+    writer
+        .add(id, Compression::None, data.len(), &data)
+        .unwrap();
+    let pack = writer.finish(crypto.server_keys()).unwrap();
+
+    let indexed = account.put_pack(pack).await.unwrap();
+    assert_eq!(store.pending(), 1, "the pack put was not deferred");
+    account
+        .put_index(std::slice::from_ref(&indexed))
+        .await
+        .unwrap();
+    assert_eq!(store.pending(), 0, "the index put did not publish the pack");
+    let locator = account.load_locator().await.unwrap();
+    assert!(locator.contains(&id));
+    account.get_pack(&indexed.id).await.unwrap();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn local_conforms() {
     let dir = tempfile::tempdir().unwrap();

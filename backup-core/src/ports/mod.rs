@@ -5,6 +5,7 @@ mod crypto;
 mod memory_catalog;
 mod notifier;
 mod source;
+mod storage;
 
 pub use catalog::Catalog;
 pub use crypto::{
@@ -13,3 +14,4 @@ pub use crypto::{
 pub use memory_catalog::MemoryCatalog;
 pub use notifier::{Event, EventKind, Notifier, NullNotifier};
 pub use source::{AccountSource, DocumentReader, DocumentWriter, RestoreTarget};
+pub use storage::DeferredFlush;

@@ -49,7 +49,7 @@ pub use tree::{Node, Tree, TreeEntry, is_safe_name};
 
 use crate::error::{Error, Result};
 use crate::model::{AccountId, ChunkId, PackId, SnapshotId};
-use crate::ports::{ContentOpener, ContentSealer};
+use crate::ports::{ContentOpener, ContentSealer, DeferredFlush};
 
 /// How many bytes to read from the end of a pack to get its trailer in one request usually.
 const TRAILER_GUESS: u64 = 64 * 1024;
@@ -306,12 +306,17 @@ impl AccountRepo {
     }
 
     /// Uploads a finished pack (its name is its content hash, so a retry rewrites the same
-    /// bytes) and returns what an index lists of it.
+    /// bytes) and returns what an index lists of it. The put carries [`DeferredFlush`]: a
+    /// store may make the pack durable later, before the next object written without it
+    /// (the index, the snapshot).
     pub async fn put_pack(&self, pack: FinishedPack) -> Result<IndexedPack> {
         let path = layout::pack(self.root(), self.account, &pack.id);
         let len = pack.bytes.len() as u64;
+        // Packs may be flushed together before the index that lists them (local stores).
+        let mut opts = PutOptions::default();
+        opts.extensions.insert(DeferredFlush);
         self.store()
-            .put(&path, PutPayload::from(pack.bytes))
+            .put_opts(&path, PutPayload::from(pack.bytes), opts)
             .await?;
         Ok(IndexedPack {
             id: pack.id,
