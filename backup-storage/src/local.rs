@@ -182,11 +182,15 @@ impl LocalStore {
     /// flush at the barrier instead was slower: the whole backup's data then reached the
     /// disk at the end, 0.5 s for the benchmark's 400 MB.)
     fn flush_in_background(&self) {
+        // Outside a tokio runtime the barrier does all the flushing.
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
         if self.shared.flushing.swap(true, Ordering::AcqRel) {
             return;
         }
         let this = self.clone();
-        tokio::spawn(async move {
+        runtime.spawn(async move {
             loop {
                 {
                     let _held = this.shared.barrier.lock().await;
@@ -234,16 +238,23 @@ impl Drop for Shared {
     }
 }
 
-/// Runs blocking file-system work off the async threads.
+/// Runs blocking file-system work off the async threads (in place outside a tokio runtime,
+/// as object_store's own local store does).
 async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> object_store::Result<T> + Send + 'static,
 ) -> object_store::Result<T> {
-    tokio::task::spawn_blocking(f)
-        .await
-        .map_err(|e| object_store::Error::Generic {
-            store: STORE,
-            source: Box::new(e),
-        })?
+    match tokio::runtime::Handle::try_current() {
+        Ok(runtime) => {
+            runtime
+                .spawn_blocking(f)
+                .await
+                .map_err(|e| object_store::Error::Generic {
+                    store: STORE,
+                    source: Box::new(e),
+                })?
+        }
+        Err(_) => f(),
+    }
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -608,6 +619,18 @@ mod tests {
         }
         assert_eq!(std::fs::read(&dest).unwrap(), b"left");
         assert!(!dir.path().join("packs/aa/left#1").exists());
+    }
+
+    #[test]
+    fn works_outside_a_tokio_runtime() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = LocalStore::new(dir.path()).unwrap();
+        futures::executor::block_on(async {
+            put_deferred(&store, "p", b"p").await;
+            assert_eq!(store.pending(), 1);
+            store.flush().await.unwrap();
+        });
+        assert_eq!(std::fs::read(dir.path().join("p")).unwrap(), b"p");
     }
 
     fn walk(dir: &std::path::Path) -> Vec<PathBuf> {
