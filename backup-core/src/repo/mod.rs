@@ -312,7 +312,8 @@ impl AccountRepo {
     pub async fn put_pack(&self, pack: FinishedPack) -> Result<IndexedPack> {
         let path = layout::pack(self.root(), self.account, &pack.id);
         let len = pack.bytes.len() as u64;
-        // Packs may be flushed together before the index that lists them (local stores).
+        // A local store flushes packs in the background and publishes them before the next
+        // unmarked write, the index that lists them.
         let mut opts = PutOptions::default();
         opts.extensions.insert(DeferredFlush);
         self.store()
