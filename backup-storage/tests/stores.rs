@@ -59,8 +59,8 @@ async fn memory_conforms() {
 }
 
 /// The engine marks its pack puts [`DeferredFlush`](backup_core::ports::DeferredFlush) and
-/// the local store honours it: a pack waits unpublished until the index is written, then
-/// both are on disk and readable.
+/// the local store takes them so; once the index is written, nothing is left unpublished
+/// and the pack is readable.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn local_packs_wait_for_the_index_barrier() {
     use backup_core::model::AccountId;
@@ -83,7 +83,7 @@ async fn local_packs_wait_for_the_index_barrier() {
     let pack = writer.finish(crypto.server_keys()).unwrap();
 
     let indexed = account.put_pack(pack).await.unwrap();
-    assert_eq!(store.pending(), 1, "the pack put was not deferred");
+    assert_eq!(store.deferred_puts(), 1, "the pack put was not deferred");
     account
         .put_index(std::slice::from_ref(&indexed))
         .await
