@@ -138,7 +138,7 @@ impl LocalStore {
     /// be flushed or renamed is removed, never published, and the error returned (also the
     /// error of a background flush since the last barrier).
     pub async fn flush(&self) -> object_store::Result<()> {
-        let published = self.publish_written().await;
+        let published = self.publish_written(false).await;
         match lock(&self.shared.failed).take() {
             Some(e) => Err(e),
             None => published,
@@ -147,7 +147,9 @@ impl LocalStore {
 
     /// Flushes and publishes the deferred puts written so far, holding the barrier lock:
     /// batches are published in the order they were taken, so a later put of a name wins.
-    async fn publish_written(&self) -> object_store::Result<()> {
+    /// With `keep_error` (the background task) an error is kept for the next barrier, and
+    /// kept before the lock is released, so that a barrier waiting for this batch sees it.
+    async fn publish_written(&self, keep_error: bool) -> object_store::Result<()> {
         let _held = self.shared.barrier.lock().await;
         let written = std::mem::take(&mut *lock(&self.shared.written));
         if written.is_empty() {
@@ -162,7 +164,13 @@ impl LocalStore {
         })
         .await;
         self.shared.unpublished.fetch_sub(taken, Ordering::AcqRel);
-        published
+        match published {
+            Err(e) if keep_error => {
+                lock(&self.shared.failed).get_or_insert(e);
+                Ok(())
+            }
+            other => other,
+        }
     }
 
     async fn put_deferred(
@@ -200,9 +208,8 @@ impl LocalStore {
         let this = self.clone();
         runtime.spawn(async move {
             loop {
-                if let Err(e) = this.publish_written().await {
-                    lock(&this.shared.failed).get_or_insert(e);
-                }
+                // Errors are kept for the next barrier.
+                let _ = this.publish_written(true).await;
                 this.shared.flushing.store(false, Ordering::Release);
                 // A put may have come in after the take and seen a flush still running.
                 if lock(&this.shared.written).is_empty()
@@ -590,6 +597,31 @@ mod tests {
             // The next barrier has nothing left to do.
             store.flush().await.unwrap();
         });
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_failed_background_publish_fails_the_next_barrier() {
+        for round in 0..20 {
+            let dir = tempfile::tempdir().unwrap();
+            let store = LocalStore::new(dir.path()).unwrap();
+            // A directory where the object should go: the rename into place fails, whether
+            // the background task or the barrier does it.
+            std::fs::create_dir_all(dir.path().join("x/inside")).unwrap();
+            put_deferred(&store, "x", b"x").await;
+            if round % 2 == 1 {
+                // Let the background task get there first.
+                tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+            }
+            let err = store
+                .put(&Path::from("index"), PutPayload::from_static(b"i"))
+                .await
+                .unwrap_err();
+            assert!(err.to_string().contains("x#1"), "round {round}: {err}");
+            assert!(!dir.path().join("index").exists(), "round {round}");
+            assert!(!dir.path().join("x#1").exists(), "round {round}");
+            // Reported once.
+            store.flush().await.unwrap();
+        }
     }
 
     #[tokio::test]
