@@ -41,8 +41,10 @@ const STORE: &str = "LocalStore";
 /// already flushed visible, for the next backup to reuse.
 ///
 /// A deferred object becomes visible once flushed, at the latest at the barrier (a get
-/// before answers `NotFound`). A background flush that fails removes the file and makes
-/// the next barrier return the error. Deferred puts still unpublished when the last handle
+/// before answers `NotFound`). A deferred put that cannot be flushed or renamed into place
+/// is removed, and from then on every barrier of this handle fails, naming the first such
+/// error: the store cannot tell which later write relies on the lost object, so none may
+/// proceed (open the store again once the disk is sound). Deferred puts still unpublished when the last handle
 /// is dropped (a backup that failed before its index) are flushed and published then, in
 /// the dropping thread. Staging files left by a crash stay on disk, unlisted, like those of
 /// object_store's own interrupted puts.
@@ -86,8 +88,9 @@ struct Shared {
     root: PathBuf,
     /// Deferred objects written, not yet flushed and published.
     written: Mutex<Vec<Staged>>,
-    /// The first error of a background flush not yet reported by a barrier.
-    failed: Mutex<Option<object_store::Error>>,
+    /// The first deferred put that could not be flushed or published; once set, every
+    /// barrier fails.
+    failed: Mutex<Option<String>>,
     /// Whether a background flush is running or about to.
     flushing: AtomicBool,
     /// Deferred puts made and not yet published or dropped.
@@ -135,25 +138,32 @@ impl LocalStore {
 
     /// Flushes every deferred put made so far to disk and publishes it under its name
     /// (the barrier every write without [`DeferredFlush`] runs first). A file that cannot
-    /// be flushed or renamed is removed, never published, and the error returned (also the
-    /// error of a background flush since the last barrier).
+    /// be flushed or renamed is removed, never published, and this and every later
+    /// barrier of the handle fail.
     pub async fn flush(&self) -> object_store::Result<()> {
-        let published = self.publish_written(false).await;
-        match lock(&self.shared.failed).take() {
-            Some(e) => Err(e),
-            None => published,
+        self.publish_written().await;
+        match lock(&self.shared.failed).as_deref() {
+            Some(first) => Err(object_store::Error::Generic {
+                store: STORE,
+                source: format!(
+                    "a deferred put did not reach the disk ({first}); nothing written through \
+                     this store since may rely on it: open the store again"
+                )
+                .into(),
+            }),
+            None => Ok(()),
         }
     }
 
     /// Flushes and publishes the deferred puts written so far, holding the barrier lock:
     /// batches are published in the order they were taken, so a later put of a name wins.
-    /// With `keep_error` (the background task) an error is kept for the next barrier, and
-    /// kept before the lock is released, so that a barrier waiting for this batch sees it.
-    async fn publish_written(&self, keep_error: bool) -> object_store::Result<()> {
+    /// An error is kept before the lock is released, so a barrier waiting for this batch
+    /// (the background task's) sees it.
+    async fn publish_written(&self) {
         let _held = self.shared.barrier.lock().await;
         let written = std::mem::take(&mut *lock(&self.shared.written));
         if written.is_empty() {
-            return Ok(());
+            return;
         }
         let taken = written.len();
         let root = self.root.clone();
@@ -164,12 +174,8 @@ impl LocalStore {
         })
         .await;
         self.shared.unpublished.fetch_sub(taken, Ordering::AcqRel);
-        match published {
-            Err(e) if keep_error => {
-                lock(&self.shared.failed).get_or_insert(e);
-                Ok(())
-            }
-            other => other,
+        if let Err(e) = published {
+            lock(&self.shared.failed).get_or_insert_with(|| e.to_string());
         }
     }
 
@@ -208,8 +214,8 @@ impl LocalStore {
         let this = self.clone();
         runtime.spawn(async move {
             loop {
-                // Errors are kept for the next barrier.
-                let _ = this.publish_written(true).await;
+                // Errors are kept for the barriers.
+                this.publish_written().await;
                 this.shared.flushing.store(false, Ordering::Release);
                 // A put may have come in after the take and seen a flush still running.
                 if lock(&this.shared.written).is_empty()
@@ -594,13 +600,19 @@ mod tests {
             assert_eq!(std::fs::read(dir.path().join("d/ok")).unwrap(), b"ok");
             assert!(!dir.path().join("d/gone").exists());
             assert_eq!(store.pending(), 0);
-            // The next barrier has nothing left to do.
-            store.flush().await.unwrap();
+            // Every later barrier fails too: a write made after it cannot rely on d/gone.
+            let again = store.flush().await.unwrap_err();
+            assert!(again.to_string().contains("gone#"), "{again}");
+            store
+                .put(&Path::from("index"), PutPayload::from_static(b"i"))
+                .await
+                .unwrap_err();
+            assert!(!dir.path().join("index").exists());
         });
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn a_failed_background_publish_fails_the_next_barrier() {
+    async fn a_failed_background_publish_fails_every_later_barrier() {
         for round in 0..20 {
             let dir = tempfile::tempdir().unwrap();
             let store = LocalStore::new(dir.path()).unwrap();
@@ -619,8 +631,8 @@ mod tests {
             assert!(err.to_string().contains("x#1"), "round {round}: {err}");
             assert!(!dir.path().join("index").exists(), "round {round}");
             assert!(!dir.path().join("x#1").exists(), "round {round}");
-            // Reported once.
-            store.flush().await.unwrap();
+            // And to every later barrier.
+            assert!(store.flush().await.is_err(), "round {round}");
         }
     }
 
