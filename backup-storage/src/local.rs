@@ -44,10 +44,10 @@ const STORE: &str = "LocalStore";
 /// before answers `NotFound`). A deferred put that cannot be flushed or renamed into place
 /// is removed, and from then on every barrier of this handle fails, naming the first such
 /// error: the store cannot tell which later write relies on the lost object, so none may
-/// proceed (open the store again once the disk is sound). Deferred puts still unpublished when the last handle
-/// is dropped (a backup that failed before its index) are flushed and published then, in
-/// the dropping thread. Staging files left by a crash stay on disk, unlisted, like those of
-/// object_store's own interrupted puts.
+/// proceed (open the store again once the disk is sound). Deferred puts still unpublished
+/// when the last handle is dropped (a backup that failed before its index) are flushed and
+/// published then, in the dropping thread. Staging files left by a crash stay on disk,
+/// unlisted, like those of object_store's own interrupted puts.
 ///
 /// ```
 /// # tokio::runtime::Runtime::new().unwrap().block_on(async {

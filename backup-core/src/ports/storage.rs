@@ -3,7 +3,8 @@
 /// A put extension (in [`object_store::PutOptions::extensions`]) the engine sets on pack
 /// puts: the store may make the object durable, and visible under its name, after the put
 /// returns, but no later than the first write, copy, rename or delete made through the
-/// same store after it that does not carry this marker.
+/// same store after it that does not carry this marker. If it cannot, that write (and any
+/// later one that might rely on the object) must fail instead.
 ///
 /// A pack only counts once an index or a snapshot names it, and those are written without
 /// the marker after the packs they name; so a store may flush a backup's packs on its own
