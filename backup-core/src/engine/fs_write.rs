@@ -103,6 +103,19 @@ pub(crate) fn create_temp(tmp: &Path) -> Result<std::fs::File> {
         .map_err(|e| Error::io(tmp, e))
 }
 
+/// Opens the temporary file `tmp` again for writing; a symlink put in its place is refused,
+/// never followed (Linux: `O_NOFOLLOW`).
+pub(crate) fn open_temp(tmp: &Path) -> Result<std::fs::File> {
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true);
+    #[cfg(target_os = "linux")]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32);
+    }
+    options.open(tmp).map_err(|e| Error::io(tmp, e))
+}
+
 /// Sets a completed temporary file's mode and mtime (through `file`, open on `tmp`, or by
 /// opening `tmp`) and renames it over `dir/name` (a directory in the way is removed: the
 /// snapshot has a file there).
@@ -116,10 +129,7 @@ pub(crate) fn finish_file(
 ) -> Result<()> {
     let file = match file {
         Some(f) => f,
-        None => std::fs::OpenOptions::new()
-            .write(true)
-            .open(tmp)
-            .map_err(|e| Error::io(tmp, e))?,
+        None => open_temp(tmp)?,
     };
     file.set_permissions(std::fs::Permissions::from_mode(mode & 0o777))
         .map_err(|e| Error::io(tmp, e))?;
@@ -173,4 +183,28 @@ pub(crate) fn prune(dir: &Path, keep: &HashSet<&[u8]>) -> Result<()> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A symlink put where a temporary file was is refused when the restore opens that file
+    /// again: the restore never writes through it.
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn a_symlink_in_place_of_a_temporary_file_is_not_followed() {
+        let dir = tempfile::tempdir().unwrap();
+        let outside = dir.path().join("outside");
+        std::fs::write(&outside, b"keep").unwrap();
+        let tmp = dir.path().join(".f.restore-x");
+        create_temp(&tmp).unwrap();
+        std::fs::remove_file(&tmp).unwrap();
+        std::os::unix::fs::symlink(&outside, &tmp).unwrap();
+        assert!(open_temp(&tmp).is_err());
+        assert!(finish_file(None, dir.path(), b"f", &tmp, 0o600, 0).is_err());
+        assert_eq!(std::fs::read(&outside).unwrap(), b"keep");
+        let mode = std::fs::metadata(&outside).unwrap().permissions().mode();
+        assert_ne!(mode & 0o777, 0o600);
+    }
 }

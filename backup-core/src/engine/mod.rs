@@ -13,6 +13,7 @@ mod packer;
 mod progress;
 mod reader;
 mod restore;
+mod restore_file;
 mod restore_tree;
 mod stat_cache;
 mod upload;

@@ -12,15 +12,15 @@ use std::collections::hash_map::Entry;
 use std::collections::{HashMap, HashSet};
 use std::ops::Range;
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 
 use super::fs_write::{
-    SafeDirs, create_temp, finish_dir, finish_file, prune, temp_path, write_symlink,
+    SafeDirs, create_temp, finish_dir, finish_file, open_temp, prune, temp_path, write_symlink,
 };
 use super::progress::{ProgressEvent, ProgressSink};
 use super::reader::BlobReader;
+use super::restore_file::RestoreFile;
 use crate::error::Result;
 use crate::model::{ChunkId, ItemStats, PackId, PathSelection};
 use crate::repo::Node;
@@ -433,13 +433,14 @@ struct Shared<'a> {
 impl Shared<'_> {
     /// Takes packs until none is left (or another thread failed).
     fn run(&self, reader: &mut BlobReader) -> Result<()> {
-        let mut open: HashMap<usize, std::fs::File> = HashMap::new();
+        let mut open: HashMap<usize, RestoreFile> = HashMap::new();
+        let mut scratch = Vec::new();
         while !self.failed.load(Ordering::Relaxed) {
             let slot = self.next.fetch_add(1, Ordering::Relaxed);
             let Some(needs) = self.by_pack.get(slot) else {
                 return Ok(());
             };
-            if let Err(e) = self.write_pack(reader, slot, needs, &mut open) {
+            if let Err(e) = self.write_pack(reader, slot, needs, &mut open, &mut scratch) {
                 self.failed.store(true, Ordering::Relaxed);
                 return Err(e);
             }
@@ -452,10 +453,11 @@ impl Shared<'_> {
         reader: &mut BlobReader,
         slot: usize,
         needs: &[Need],
-        open: &mut HashMap<usize, std::fs::File>,
+        open: &mut HashMap<usize, RestoreFile>,
+        scratch: &mut Vec<u8>,
     ) -> Result<()> {
         // The files this pack completes, created on their first chunk.
-        let mut owned: HashMap<usize, std::fs::File> = HashMap::new();
+        let mut owned: HashMap<usize, RestoreFile> = HashMap::new();
         let mut i = 0;
         while i < needs.len() {
             let (id, len, _, _, _) = needs[i];
@@ -472,7 +474,10 @@ impl Shared<'_> {
                 let f = if self.home[file] == Some(slot) {
                     match owned.entry(file) {
                         Entry::Occupied(e) => e.into_mut(),
-                        Entry::Vacant(e) => e.insert(create_temp(&self.files.tmp(file))?),
+                        Entry::Vacant(e) => e.insert(RestoreFile::new(
+                            create_temp(&self.files.tmp(file))?,
+                            self.files.plan.files[file].size,
+                        )),
                     }
                 } else {
                     if !open.contains_key(&file) && open.len() >= OPEN_FILES {
@@ -482,16 +487,14 @@ impl Shared<'_> {
                         Entry::Occupied(e) => e.into_mut(),
                         Entry::Vacant(e) => {
                             let tmp = self.files.tmp(file);
-                            e.insert(
-                                std::fs::OpenOptions::new()
-                                    .write(true)
-                                    .open(&tmp)
-                                    .map_err(|e| crate::Error::io(&tmp, e))?,
-                            )
+                            e.insert(RestoreFile::new(
+                                open_temp(&tmp)?,
+                                self.files.plan.files[file].size,
+                            ))
                         }
                     }
                 };
-                f.write_all_at(&data, offset)
+                f.write_all_at(&data, offset, scratch)
                     .map_err(|e| crate::Error::io(self.files.tmp(file), e))?;
                 self.written[file].fetch_add(data.len() as u64, Ordering::Relaxed);
                 self.progress.event(ProgressEvent::Bytes {
@@ -501,8 +504,11 @@ impl Shared<'_> {
             }
         }
         for (file, f) in owned {
-            self.files
-                .finish(file, Some(f), self.written[file].load(Ordering::Relaxed))?;
+            self.files.finish(
+                file,
+                Some(f.into_file()),
+                self.written[file].load(Ordering::Relaxed),
+            )?;
             self.progress.event(ProgressEvent::FileDone);
         }
         Ok(())
