@@ -6,7 +6,7 @@ use chrono::Utc;
 use tokio::sync::mpsc;
 
 use super::chunker::Chunker;
-use super::packer::{KnownBlobs, PackerConfig, start};
+use super::packer::{BufferPool, KnownBlobs, PackerConfig, start};
 use super::progress::{ProgressEvent, ProgressSink};
 use super::stat_cache::{StatCache, StatCacheStore};
 use super::upload::upload;
@@ -149,7 +149,9 @@ pub async fn backup(
     drop(locator);
     let config = *repo.repository().config();
     let (tx, rx) = mpsc::channel(UPLOAD_QUEUE);
-    let uploader = tokio::spawn(upload(repo.clone(), rx));
+    // The packs open in the workers and in flight are about this many.
+    let buffers = BufferPool::new(4);
+    let uploader = tokio::spawn(upload(repo.clone(), rx, buffers.clone()));
     let threads = if request.threads == 0 {
         default_threads()
     } else {
@@ -163,6 +165,7 @@ pub async fn backup(
             level: request.compression_level,
             group_level: request.group_compression_level,
             threads,
+            buffers,
         },
         tx,
     )?;

@@ -3,6 +3,7 @@
 use futures::StreamExt;
 use tokio::sync::mpsc;
 
+use super::packer::BufferPool;
 use crate::error::Result;
 use crate::repo::{AccountRepo, FinishedPack, IndexedPack};
 
@@ -16,17 +17,26 @@ pub(crate) struct Uploaded {
     pub(crate) bytes: u64,
 }
 
-/// Uploads every pack received until the channel closes.
+/// Uploads every pack received until the channel closes, handing each pack's buffer back to
+/// `buffers` when the store is done with it.
 pub(crate) async fn upload(
     repo: AccountRepo,
     rx: mpsc::Receiver<FinishedPack>,
+    buffers: BufferPool,
 ) -> Result<Uploaded> {
     let results = futures::stream::unfold(rx, |mut rx| async move {
         rx.recv().await.map(|pack| (pack, rx))
     })
     .map(|pack| {
         let repo = repo.clone();
-        async move { repo.put_pack(pack).await }
+        let buffers = buffers.clone();
+        async move {
+            let (indexed, buffer) = repo.put_pack_reclaiming(pack).await?;
+            if let Some(buffer) = buffer {
+                buffers.give(buffer);
+            }
+            Ok::<_, crate::Error>(indexed)
+        }
     })
     .buffer_unordered(CONCURRENT_UPLOADS);
     let mut results = std::pin::pin!(results);

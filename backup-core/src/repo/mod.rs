@@ -310,20 +310,32 @@ impl AccountRepo {
     /// store may make the pack durable later, before the next object written without it
     /// (the index, the snapshot).
     pub async fn put_pack(&self, pack: FinishedPack) -> Result<IndexedPack> {
+        Ok(self.put_pack_reclaiming(pack).await?.0)
+    }
+
+    /// [`AccountRepo::put_pack`], also handing back the pack's buffer when the store kept
+    /// no reference to it (a local store does not), for the next pack to be written into.
+    pub(crate) async fn put_pack_reclaiming(
+        &self,
+        pack: FinishedPack,
+    ) -> Result<(IndexedPack, Option<Vec<u8>>)> {
         let path = layout::pack(self.root(), self.account, &pack.id);
         let len = pack.bytes.len() as u64;
         // A local store flushes packs in the background and publishes them before the next
         // unmarked write, the index that lists them.
         let mut opts = PutOptions::default();
         opts.extensions.insert(DeferredFlush);
+        let bytes = Bytes::from(pack.bytes);
         self.store()
-            .put_opts(&path, PutPayload::from(pack.bytes), opts)
+            .put_opts(&path, PutPayload::from(bytes.clone()), opts)
             .await?;
-        Ok(IndexedPack {
+        let buffer = bytes.try_into_mut().ok().map(Vec::from);
+        let indexed = IndexedPack {
             id: pack.id,
             len,
             trailer: pack.trailer,
-        })
+        };
+        Ok((indexed, buffer))
     }
 
     /// Downloads a whole pack and checks it against its id.

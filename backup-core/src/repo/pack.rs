@@ -383,7 +383,20 @@ pub struct FinishedPack {
 impl PackWriter {
     /// Starts a pack of `kind` sealed by `session`.
     pub fn new(kind: BlobKind, session: Box<dyn SealSession>, capacity: usize) -> Self {
-        let mut buf = Vec::with_capacity(capacity);
+        Self::with_buffer(kind, session, Vec::new(), capacity)
+    }
+
+    /// Like [`PackWriter::new`], writing into `buf` (emptied first): a finished pack's
+    /// buffer handed back, so that its memory is used again rather than a new buffer's pages
+    /// faulted in.
+    pub fn with_buffer(
+        kind: BlobKind,
+        session: Box<dyn SealSession>,
+        mut buf: Vec<u8>,
+        capacity: usize,
+    ) -> Self {
+        buf.clear();
+        buf.reserve(capacity);
         buf.extend_from_slice(PACK_MAGIC);
         buf.extend_from_slice(&PACK_VERSION.to_le_bytes());
         buf.push(kind.code());

@@ -18,6 +18,24 @@ fn build(blobs: &[Vec<u8>], kind: BlobKind) -> (FinishedPack, ServerKeys) {
     (w.finish(crypto.server_keys()).unwrap(), keys())
 }
 
+/// A pack written into a reused buffer (with an earlier pack's bytes in it) is the same pack.
+#[test]
+fn a_reused_buffer_makes_the_same_pack() {
+    let blobs = [vec![1u8; 3000], b"small".to_vec()];
+    let (fresh, _) = build(&blobs, BlobKind::Data);
+    let crypto = PlainCrypto::new(keys());
+    let mut codec = BlobCodec::new(1).unwrap();
+    let old = vec![0xAA; 5000];
+    let mut w = PackWriter::with_buffer(BlobKind::Data, crypto.begin().unwrap(), old, 1024);
+    for b in &blobs {
+        w.add_plaintext(&mut codec, crypto.server_keys().chunk_id(b), b)
+            .unwrap();
+    }
+    let reused = w.finish(crypto.server_keys()).unwrap();
+    assert_eq!(reused.bytes, fresh.bytes);
+    assert_eq!(reused.id, fresh.id);
+}
+
 proptest! {
     #[test]
     fn pack_round_trip(blobs in proptest::collection::vec(
