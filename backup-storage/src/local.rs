@@ -317,9 +317,9 @@ fn create_staging(dest: &std::path::Path) -> object_store::Result<(File, PathBuf
 /// the writeback of dirty pages (so a later flush finds the file mostly on disk) and frees
 /// the clean ones (so, after the flush, the pages go back to the free list). A backup does
 /// not read its packs again, so they need not push the server's own data out of the cache,
-/// and the next pack is written into recycled pages: on a virtual machine a page never
-/// touched before costs several times more to fill (docs/performance.md). Advice only: a
-/// failure changes nothing but speed.
+/// and the next pack is written into recycled pages: on a virtual machine whose host takes
+/// back free memory, a page filled for the first time since costs several times more
+/// (docs/performance.md, "Fresh pages"). Advice only: a failure changes nothing but speed.
 fn drop_cached_pages(file: &File) {
     #[cfg(target_os = "linux")]
     {

@@ -543,12 +543,11 @@ impl Worker {
 
     fn add(&mut self, job: Job) -> Result<()> {
         match job {
-            Job::Blob { id, kind, data } => {
-                self.pack(kind, data.len(), |w, codec| {
+            Job::Blob { id, kind, data } => self
+                .pack(kind, data.len(), |w, codec| {
                     w.add_plaintext(codec, id, &data)
-                })?;
-                Ok(())
-            }
+                })
+                .map(drop),
             Job::Group(group) if group.members.len() > 1 => {
                 let (members, data) = (&group.members, &group.data);
                 let grouped = self.pack(BlobKind::Data, data.len(), |w, codec| {
