@@ -73,7 +73,6 @@ const STORE: &str = "LocalStore";
 #[derive(Clone)]
 pub struct LocalStore {
     inner: Arc<LocalFileSystem>,
-    root: PathBuf,
     shared: Arc<Shared>,
 }
 
@@ -113,7 +112,6 @@ impl LocalStore {
             .with_fsync(true);
         Ok(Self {
             inner: Arc::new(inner),
-            root: root.clone(),
             shared: Arc::new(Shared {
                 root,
                 written: Mutex::default(),
@@ -166,7 +164,7 @@ impl LocalStore {
             return;
         }
         let taken = written.len();
-        let root = self.root.clone();
+        let root = self.shared.root.clone();
         let published = blocking(move || {
             let (flushed, error) = sync_files(written);
             let published = publish(&root, flushed);
@@ -353,7 +351,10 @@ fn sync_files(files: Vec<Staged>) -> (Vec<Staged>, Option<object_store::Error>) 
 
 /// Renames flushed staging files into place, then flushes every directory from theirs up
 /// to `root`. A file that cannot be renamed is removed; the first error is returned after
-/// the rest are published.
+/// the rest are published. The upper directories are flushed again in every batch, though
+/// most were flushed before: a delete removes directories it empties (automatic cleanup),
+/// so a directory seen before may be a new one, and remembering which are on disk could
+/// skip the flush that makes a new one's link durable.
 fn publish(root: &std::path::Path, files: Vec<Staged>) -> object_store::Result<()> {
     let mut first_error = None;
     let mut dirs = BTreeSet::new();
@@ -385,7 +386,7 @@ fn publish(root: &std::path::Path, files: Vec<Staged>) -> object_store::Result<(
 impl fmt::Debug for LocalStore {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("LocalStore")
-            .field("root", &self.root)
+            .field("root", &self.shared.root)
             .field("pending", &self.pending())
             .finish()
     }
@@ -393,7 +394,7 @@ impl fmt::Debug for LocalStore {
 
 impl fmt::Display for LocalStore {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "LocalStore({})", self.root.display())
+        write!(f, "LocalStore({})", self.shared.root.display())
     }
 }
 
