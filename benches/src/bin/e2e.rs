@@ -7,13 +7,17 @@
 //! cargo run --release -p backup-benches --bin e2e -- [--scale 1.0] [--runs 3] [--dir /tmp/backup-bench] [--tools ours,restic,borg,rustic] [--keep]
 //! ```
 //! Peak RSS comes from GNU time (`apt-get install time`). Every tool runs with encryption on
-//! and its default compression; the page cache is warm for all of them.
+//! and its default compression; the page cache is warm for all of them: before each timed
+//! step the runner reads the step's input (the dataset, or the repository for the restore),
+//! since the host may drop cached pages while other steps run.
 //!
 //! The backups run `--runs` times, each time into a fresh repository, the tools taking turns
 //! (run 1 of every tool, then run 2, ...), and the table gives each step's median: a shared
 //! machine's slow stretches then weigh on every tool alike. Peak RSS is the highest of all
 //! runs. The restore runs once, from the last run's repository: each restore writes a full
-//! copy of the data, and deleting one while tools run slows the next tool's restore.
+//! copy of the data, and deleting one while tools run slows the next tool's restore. For
+//! the same reason no restore starts within 6.5 minutes of the runner removing an earlier
+//! run's files; mass deletions made by hand that close before a run slow its restores too.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -67,8 +71,9 @@ fn die(msg: impl std::fmt::Display) -> ! {
     std::process::exit(1)
 }
 
-/// Runs `cmd` under GNU time; returns wall seconds and peak RSS.
-fn timed(cmd: &mut Command, what: &str) -> Measure {
+/// Runs `cmd` under GNU time, its input `input` read just before; returns wall seconds and
+/// peak RSS.
+fn timed(cmd: &mut Command, what: &str, input: &Path) -> Measure {
     let out_file = std::env::temp_dir().join(format!("e2e-time-{}", std::process::id()));
     let program = cmd.get_program().to_owned();
     let args: Vec<_> = cmd.get_args().map(|a| a.to_owned()).collect();
@@ -89,8 +94,10 @@ fn timed(cmd: &mut Command, what: &str) -> Measure {
             None => wrapped.env_remove(k),
         };
     }
-    // Every tool starts with no dirty pages of the previous step left to write back.
+    // Every tool starts with no dirty pages of the previous step left to write back, and
+    // with its input in the page cache.
     let _ = Command::new("sync").status();
+    warm(input);
     let started = Instant::now();
     let output = wrapped
         .output()
@@ -153,7 +160,16 @@ struct Ctx {
     data: PathBuf,
     scale: f64,
     backupctl: PathBuf,
+    /// No restore starts before this (see [`SETTLE`]).
+    restores_from: Instant,
 }
+
+/// How long ext4 may treat a freed inode as recently deleted and skip it when creating
+/// files: a minute, plus five while its inode table block is dirty (`RECENTCY_MIN` and
+/// `RECENTCY_DIRTY` in `fs/ext4/ialloc.c`), and a restore's own new files keep those
+/// blocks dirty. A restore of 22,000 files within that time of deleting as many took two to
+/// four times as long (for every tool; ext4's `recently_deleted` was 65 % of its samples).
+const SETTLE: std::time::Duration = std::time::Duration::from_secs(6 * 60 + 30);
 
 /// Run `run` of `tool`: initial, no-op and 1 % backups into a fresh repository, added to
 /// `row`; after the last run, the restore and the repository's size too.
@@ -243,7 +259,7 @@ fn run_tool(ctx: &Ctx, tool: &str, run: usize, last: bool, row: &mut Row) {
                 c
             }
         };
-        timed(&mut c, &format!("{tool} {label}"))
+        timed(&mut c, &format!("{tool} {label}"), &ctx.data)
     };
     let initial = backup("initial backup");
     let noop = backup("no-op backup");
@@ -260,6 +276,14 @@ fn run_tool(ctx: &Ctx, tool: &str, run: usize, last: bool, row: &mut Row) {
         return;
     }
     // Undo nothing: the restore below restores the latest snapshot, which is the changed data.
+    let wait = ctx.restores_from.saturating_duration_since(Instant::now());
+    if !wait.is_zero() {
+        eprintln!(
+            "waiting {:.0} s for the file system to settle after the removal",
+            wait.as_secs_f64()
+        );
+        std::thread::sleep(wait);
+    }
     std::fs::create_dir_all(&target).unwrap_or_else(|e| die(e));
     let t = target.display().to_string();
     let mut c = match tool {
@@ -284,7 +308,7 @@ fn run_tool(ctx: &Ctx, tool: &str, run: usize, last: bool, row: &mut Row) {
             c
         }
     };
-    row.restore = timed(&mut c, &format!("{tool} restore"));
+    row.restore = timed(&mut c, &format!("{tool} restore"), &repo);
     eprintln!("{tool} restore: {:.2} s", row.restore.secs);
     row.repo_bytes = dir_size(&repo);
     if tool == "ours" {
@@ -295,6 +319,31 @@ fn run_tool(ctx: &Ctx, tool: &str, run: usize, last: bool, row: &mut Row) {
             die(format!("our restore differs from the source: {d}"));
         }
     }
+}
+
+/// Reads every file under `dir` (symlinks not followed), so that the timed step right after
+/// it finds its input in the page cache, as the table says. Needed on hosts that take cached
+/// pages back: the virtual machine of docs/performance.md pages out file pages left
+/// untouched for about 6 s (a DAMON `pageout` scheme); 30 s after a full read only 72 % of
+/// the dataset was still cached, and a backup then waited on the disk.
+fn warm(dir: &Path) {
+    fn read_all(dir: &Path, buf: &mut [u8]) {
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            return;
+        };
+        for e in entries.flatten() {
+            match e.file_type() {
+                Ok(t) if t.is_dir() => read_all(&e.path(), buf),
+                Ok(t) if t.is_file() => {
+                    if let Ok(mut f) = std::fs::File::open(e.path()) {
+                        while matches!(std::io::Read::read(&mut f, buf), Ok(n) if n > 0) {}
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+    read_all(dir, &mut vec![0; 1 << 20]);
 }
 
 /// Compares two trees file by file (contents only).
@@ -392,14 +441,17 @@ fn main() {
         })
         .collect();
     std::fs::create_dir_all(&work).unwrap_or_else(|e| die(e));
-    // Nothing is deleted while tools run: ext4 skips inodes freed in the last minute or more
-    // when creating files, so deleting 22,000 files just before a restore slows it down
-    // several times. Leftovers of an earlier run go first, then the run waits that out.
-    if clean(&work) {
-        eprintln!("removed an earlier run's files; waiting 65 s for the file system to settle");
-        let _ = Command::new("sync").status();
-        std::thread::sleep(std::time::Duration::from_secs(65));
-    }
+    // Nothing is deleted while tools run, and no restore starts within SETTLE of removing
+    // an earlier run's leftovers (the backups run meanwhile).
+    let restores_from = if clean(&work) {
+        eprintln!(
+            "removed an earlier run's files: restores wait until {} s after that",
+            SETTLE.as_secs()
+        );
+        Instant::now() + SETTLE
+    } else {
+        Instant::now()
+    };
     // Each tool gets the same freshly generated dataset (the 1 % change mutates it).
     let mut ctxs = Vec::new();
     for tool in &available {
@@ -417,6 +469,7 @@ fn main() {
             data,
             scale,
             backupctl: backupctl.clone(),
+            restores_from,
         });
     }
     let mut rows: Vec<Row> = available
