@@ -123,17 +123,35 @@ fn timed(cmd: &mut Command, what: &str, input: &Path) -> Measure {
 }
 
 fn dir_size(p: &Path) -> u64 {
-    let mut total = 0;
-    if let Ok(rd) = std::fs::read_dir(p) {
-        for e in rd.flatten() {
-            match e.file_type() {
-                Ok(t) if t.is_dir() => total += dir_size(&e.path()),
-                Ok(t) if t.is_file() => total += e.metadata().map(|m| m.len()).unwrap_or(0),
-                _ => {}
+    files_under(p)
+        .iter()
+        .map(|(_, f)| std::fs::symlink_metadata(f).map_or(0, |m| m.len()))
+        .sum()
+}
+
+/// The regular files under `root` (symlinks not followed), each with its path relative to
+/// `root` (`/`-separated); unreadable directories are skipped.
+fn files_under(root: &Path) -> Vec<(String, PathBuf)> {
+    fn walk(root: &Path, rel: &str, out: &mut Vec<(String, PathBuf)>) {
+        if let Ok(rd) = std::fs::read_dir(root.join(rel)) {
+            for e in rd.flatten() {
+                let name = e.file_name().to_string_lossy().into_owned();
+                let child = if rel.is_empty() {
+                    name
+                } else {
+                    format!("{rel}/{name}")
+                };
+                match e.file_type() {
+                    Ok(t) if t.is_dir() => walk(root, &child, out),
+                    Ok(t) if t.is_file() => out.push((child, e.path())),
+                    _ => {}
+                }
             }
         }
     }
-    total
+    let mut out = Vec::new();
+    walk(root, "", &mut out);
+    out
 }
 
 fn on_path(tool: &str) -> bool {
@@ -327,47 +345,17 @@ fn run_tool(ctx: &Ctx, tool: &str, run: usize, last: bool, row: &mut Row) {
 /// untouched for about 6 s (a DAMON `pageout` scheme); 30 s after a full read only 72 % of
 /// the dataset was still cached, and a backup then waited on the disk.
 fn warm(dir: &Path) {
-    fn read_all(dir: &Path, buf: &mut [u8]) {
-        let Ok(entries) = std::fs::read_dir(dir) else {
-            return;
-        };
-        for e in entries.flatten() {
-            match e.file_type() {
-                Ok(t) if t.is_dir() => read_all(&e.path(), buf),
-                Ok(t) if t.is_file() => {
-                    if let Ok(mut f) = std::fs::File::open(e.path()) {
-                        while matches!(std::io::Read::read(&mut f, buf), Ok(n) if n > 0) {}
-                    }
-                }
-                _ => {}
-            }
+    let mut buf = vec![0; 1 << 20];
+    for (_, path) in files_under(dir) {
+        if let Ok(mut f) = std::fs::File::open(path) {
+            while matches!(std::io::Read::read(&mut f, &mut buf), Ok(n) if n > 0) {}
         }
     }
-    read_all(dir, &mut vec![0; 1 << 20]);
 }
 
 /// Compares two trees file by file (contents only).
 fn backup_examples_compare(a: &Path, b: &Path) -> Option<String> {
-    fn walk(root: &Path, rel: &str, out: &mut Vec<(String, PathBuf)>) {
-        if let Ok(rd) = std::fs::read_dir(root.join(rel)) {
-            for e in rd.flatten() {
-                let name = e.file_name().to_string_lossy().into_owned();
-                let child = if rel.is_empty() {
-                    name
-                } else {
-                    format!("{rel}/{name}")
-                };
-                match e.file_type() {
-                    Ok(t) if t.is_dir() => walk(root, &child, out),
-                    Ok(t) if t.is_file() => out.push((child, e.path())),
-                    _ => {}
-                }
-            }
-        }
-    }
-    let (mut x, mut y) = (Vec::new(), Vec::new());
-    walk(a, "", &mut x);
-    walk(b, "", &mut y);
+    let (mut x, mut y) = (files_under(a), files_under(b));
     x.sort();
     y.sort();
     if x.len() != y.len() {
