@@ -24,8 +24,8 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use backup_core::engine::{ProgressSink, RestoreReport};
-use backup_core::model::{EncryptionMode, ItemKind, OwnerKey, Snapshot};
-use backup_core::{Error, Result};
+use backup_core::model::{EncryptionMode, ItemKind, OwnerKey, Ownership, Snapshot};
+use backup_core::{Error, FsAccount, Result};
 use backup_examples::{BarProgress, RestoreRequest, Service};
 use clap::{Args, Parser, Subcommand};
 
@@ -189,9 +189,14 @@ enum AccountCmd {
 struct BackupArgs {
     /// Account username or id.
     username: String,
-    /// An account layout (home/, databases/, ...) or a plain directory taken as home.
+    /// The account's home directory, backed up whole as the home item (public_html/,
+    /// mail/, ssl/, ... included).
+    #[arg(long, conflicts_with = "layout", required_unless_present = "layout")]
+    source: Option<PathBuf>,
+    /// An account layout instead: DIR/home, DIR/mail, DIR/databases/NAME, ... one
+    /// directory per item.
     #[arg(long)]
-    source: PathBuf,
+    layout: Option<PathBuf>,
     /// Destination name.
     #[arg(long)]
     destination: String,
@@ -225,6 +230,14 @@ struct RestoreArgs {
     /// Merge into existing data instead of replacing each restored item.
     #[arg(long)]
     merge: bool,
+    /// Who owns restored files: recorded (default as root), account:UID:GID (the home
+    /// directory's recorded owner becomes UID:GID, other owners kept) or none (the
+    /// process user; setuid and setgid dropped; default otherwise).
+    #[arg(long)]
+    ownership: Option<Ownership>,
+    /// Print the report as JSON.
+    #[arg(long)]
+    json: bool,
 }
 
 fn main() -> ExitCode {
@@ -250,6 +263,14 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// The exit code of a backup that left entries out (a partial snapshot) and of a restore
+/// that could not restore every entry; both are named in the output.
+const EXIT_INCOMPLETE: u8 = 3;
+
+fn json_value(value: &impl serde::Serialize) -> Result<serde_json::Value> {
+    serde_json::to_value(value).map_err(|e| Error::invalid("report", e.to_string()))
 }
 
 fn print_json(value: &impl serde::Serialize) -> Result<()> {
@@ -472,13 +493,35 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             let account = service.account(&args.username).await?;
             let bar = Arc::new(BarProgress::new("backup", !args.json));
             let sink: ProgressSink = bar.clone();
+            let source = match (&args.source, &args.layout) {
+                (Some(home), _) => FsAccount::home(home),
+                (None, Some(layout)) => FsAccount::new(layout),
+                (None, None) => {
+                    return Err(Error::invalid("--source", "give --source or --layout"));
+                }
+            };
+            if !source.root().is_dir() {
+                return Err(Error::not_found(format!(
+                    "source directory {}",
+                    source.root().display()
+                )));
+            }
             let result = service
-                .backup(&account, &args.source, &args.destination, &sink)
+                .backup_source(&account, &source, &args.destination, &sink)
                 .await;
             bar.finish();
-            let snap = result?;
+            let report = result?;
+            let snap = &report.snapshot;
             if args.json {
-                print_json(&snap)?;
+                let mut doc = serde_json::to_value(snap)
+                    .map_err(|e| Error::invalid("snapshot", e.to_string()))?;
+                if let Some(map) = doc.as_object_mut() {
+                    map.insert("skipped".into(), json_value(&report.skipped.entries)?);
+                    map.insert("skipped_total".into(), report.skipped.total.into());
+                    map.insert("changed".into(), json_value(&report.changed.entries)?);
+                    map.insert("changed_total".into(), report.changed.total.into());
+                }
+                print_json(&doc)?;
             } else {
                 let t = snap.totals();
                 let secs = snap.stats.duration_ms as f64 / 1000.0;
@@ -493,12 +536,21 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                     human_bytes(snap.stats.bytes_stored),
                     secs
                 );
+                for e in &report.changed.entries {
+                    println!("changed: {} {}: {}", e.item, e.path, e.reason);
+                }
+                for e in &report.skipped.entries {
+                    println!("skipped: {} {}: {}", e.item, e.path, e.reason);
+                }
                 if snap.stats.files_skipped > 0 {
                     println!(
-                        "warning: {} unreadable entries were skipped",
+                        "warning: {} unreadable entries were skipped; the snapshot is partial",
                         snap.stats.files_skipped
                     );
                 }
+            }
+            if !report.skipped.is_empty() {
+                return Ok(ExitCode::from(EXIT_INCOMPLETE));
             }
         }
         Command::Snapshots { username, json } => {
@@ -548,10 +600,19 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                 owner_key,
                 merge: args.merge,
                 dry_run: args.dry_run,
+                ownership: args.ownership.unwrap_or_default(),
             };
             let result = service.restore(&account, request, &sink).await;
             bar.finish();
-            print_restore(&result?, args.dry_run, &args.target);
+            let report = result?;
+            if args.json {
+                print_json(&report)?;
+            } else {
+                print_restore(&report, args.dry_run, &args.target);
+            }
+            if !report.failed.is_empty() {
+                return Ok(ExitCode::from(EXIT_INCOMPLETE));
+            }
         }
         Command::Verify {
             username,
@@ -618,4 +679,13 @@ fn print_restore(report: &RestoreReport, dry_run: bool, target: &Path) {
         human_bytes(t.bytes),
         target.display()
     );
+    for e in &report.failed.entries {
+        println!("not restored: {} {}: {}", e.item, e.path, e.reason);
+    }
+    if report.failed.total > 0 {
+        println!(
+            "warning: {} entries could not be restored",
+            report.failed.total
+        );
+    }
 }

@@ -131,6 +131,7 @@ async fn run(work: &Path) -> Result<bool> {
                 owner_key: None,
                 merge: false,
                 dry_run: false,
+                ownership: Default::default(),
             },
             &sink,
         )

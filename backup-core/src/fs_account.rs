@@ -1,6 +1,11 @@
-//! [`FsAccount`]: an account laid out in a directory, implementing both
-//! [`AccountSource`] and [`RestoreTarget`]. Tests and examples use it; real panels implement
-//! the traits over their own layout.
+//! [`FsAccount`]: an account in a directory, implementing both [`AccountSource`] and
+//! [`RestoreTarget`]. Tests and examples use it; real panels implement the traits over their
+//! own layout. The caller says which shape the directory has; nothing is guessed from the
+//! names inside it (a tenant controls those):
+//!
+//! - [`FsAccount::home`]: the directory is the home directory, backed up whole as
+//!   [`ItemKind::HomeDir`] (`public_html/`, `mail/`, `ssl/`, ... included);
+//! - [`FsAccount::new`]: an explicit layout, one directory per item:
 //!
 //! ```text
 //! ROOT/home/            home directory tree          (ItemKind::HomeDir)
@@ -20,18 +25,32 @@ use async_trait::async_trait;
 
 use crate::error::{Error, Result};
 use crate::model::ItemKind;
-use crate::ports::{AccountSource, DocumentReader, DocumentWriter, RestoreTarget};
+use crate::ports::{AccountSource, DocumentReader, DocumentWriter, RestoreTarget, TreeRoot};
 
-/// An account in a directory (see the module docs for the layout).
+/// An account in a directory (see the module docs for the two shapes).
 #[derive(Debug, Clone)]
 pub struct FsAccount {
     root: PathBuf,
+    home_only: bool,
 }
 
 impl FsAccount {
-    /// The account at `root` (need not exist yet when used as a restore target).
+    /// The account laid out at `root`, one directory per item (need not exist yet when used
+    /// as a restore target).
     pub fn new(root: impl Into<PathBuf>) -> Self {
-        Self { root: root.into() }
+        Self {
+            root: root.into(),
+            home_only: false,
+        }
+    }
+
+    /// The account whose home directory is `dir`: one item, [`ItemKind::HomeDir`], the
+    /// whole directory. As a restore target the home directory is restored into `dir`.
+    pub fn home(dir: impl Into<PathBuf>) -> Self {
+        Self {
+            root: dir.into(),
+            home_only: true,
+        }
     }
 
     /// The root directory.
@@ -41,16 +60,30 @@ impl FsAccount {
 
     /// The directory of an item.
     pub fn item_dir(&self, kind: ItemKind) -> PathBuf {
-        self.root.join(kind.as_str())
+        self.item_root(kind).display_path()
     }
 
-    /// Whether `root` looks like an account layout (has at least one item directory).
-    pub fn is_layout(root: &Path) -> bool {
-        ItemKind::ALL.iter().any(|k| root.join(k.as_str()).is_dir())
+    fn item_root(&self, kind: ItemKind) -> TreeRoot {
+        if self.home_only {
+            TreeRoot::at(&self.root)
+        } else {
+            TreeRoot::below(&self.root, kind.as_str())
+        }
+    }
+
+    fn has(&self, kind: ItemKind) -> bool {
+        if self.home_only {
+            kind == ItemKind::HomeDir && self.root.is_dir()
+        } else {
+            // A link in place of a tree item's directory is not followed: the walk refuses
+            // it and reports the item. A document item must be a real directory.
+            std::fs::symlink_metadata(self.item_dir(kind))
+                .is_ok_and(|m| m.is_dir() || (kind.is_tree() && m.file_type().is_symlink()))
+        }
     }
 
     fn document_path(&self, kind: ItemKind, name: &str) -> Result<PathBuf> {
-        if kind.is_tree() {
+        if kind.is_tree() || self.home_only {
             return Err(Error::invalid(
                 "item kind",
                 format!("{kind} is a tree, not a set of documents"),
@@ -84,20 +117,16 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> Error + '_ {
 #[async_trait]
 impl AccountSource for FsAccount {
     async fn items(&self) -> Result<Vec<ItemKind>> {
-        Ok(ItemKind::ALL
-            .into_iter()
-            .filter(|k| self.item_dir(*k).is_dir())
-            .collect())
+        Ok(ItemKind::ALL.into_iter().filter(|k| self.has(*k)).collect())
     }
 
-    async fn tree_root(&self, kind: ItemKind) -> Result<Option<PathBuf>> {
-        let dir = self.item_dir(kind);
-        Ok((kind.is_tree() && dir.is_dir()).then_some(dir))
+    async fn tree_root(&self, kind: ItemKind) -> Result<Option<TreeRoot>> {
+        Ok((kind.is_tree() && self.has(kind)).then(|| self.item_root(kind)))
     }
 
     async fn documents(&self, kind: ItemKind) -> Result<Vec<String>> {
         let dir = self.item_dir(kind);
-        if kind.is_tree() || !dir.is_dir() {
+        if kind.is_tree() || !self.has(kind) {
             return Ok(Vec::new());
         }
         tokio::task::spawn_blocking(move || {
@@ -128,19 +157,33 @@ impl AccountSource for FsAccount {
 
     async fn open_document(&self, kind: ItemKind, name: &str) -> Result<DocumentReader> {
         let path = self.document_path(kind, name)?;
-        let file = std::fs::File::open(&path).map_err(io(&path))?;
+        let file = {
+            use std::os::unix::fs::OpenOptionsExt;
+            std::fs::OpenOptions::new()
+                .read(true)
+                .custom_flags(
+                    (rustix::fs::OFlags::NOFOLLOW | rustix::fs::OFlags::NONBLOCK).bits() as i32,
+                )
+                .open(&path)
+                .map_err(io(&path))?
+        };
         Ok(Box::new(file))
     }
 }
 
 #[async_trait]
 impl RestoreTarget for FsAccount {
-    async fn tree_root(&self, kind: ItemKind) -> Result<PathBuf> {
-        let dir = self.item_dir(kind);
-        refuse_symlink(&self.root)?;
-        refuse_symlink(&dir)?;
-        std::fs::create_dir_all(&dir).map_err(io(&dir))?;
-        Ok(dir)
+    async fn tree_root(&self, kind: ItemKind) -> Result<TreeRoot> {
+        if self.home_only && kind != ItemKind::HomeDir {
+            return Err(Error::invalid(
+                "item kind",
+                format!("{kind}: this target holds a home directory only"),
+            ));
+        }
+        // The root is the operator's: created as given; the item's directory below it is
+        // opened (or created) by the engine without following a link.
+        std::fs::create_dir_all(&self.root).map_err(io(&self.root))?;
+        Ok(self.item_root(kind))
     }
 
     async fn create_document(&self, kind: ItemKind, name: &str) -> Result<DocumentWriter> {
@@ -179,6 +222,11 @@ impl RestoreTarget for FsAccount {
     }
 
     async fn terminate(&self) -> Result<()> {
+        if self.home_only {
+            return Err(Error::refused(
+                "terminating an account needs its layout, not only its home directory",
+            ));
+        }
         for kind in ItemKind::ALL {
             let dir = self.item_dir(kind);
             match std::fs::symlink_metadata(&dir) {

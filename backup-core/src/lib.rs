@@ -39,7 +39,8 @@
 //!     &engine::no_progress(),
 //! )
 //! .await
-//! .unwrap();
+//! .unwrap()
+//! .snapshot;
 //!
 //! // Restore the home directory into another place.
 //! let target = tempfile::tempdir().unwrap();

@@ -50,6 +50,7 @@ async fn backup(f: &Fixture, live: &std::path::Path) -> Snapshot {
     )
     .await
     .unwrap()
+    .snapshot
 }
 
 async fn restore_all(
@@ -108,7 +109,8 @@ async fn backup_then_restore_is_identical() {
         &sink,
     )
     .await
-    .unwrap();
+    .unwrap()
+    .snapshot;
     assert!(counters.files.load(Ordering::Relaxed) > 10);
     assert_eq!(
         counters.bytes.load(Ordering::Relaxed),
@@ -348,9 +350,13 @@ async fn crafted_parent_dir_names_are_refused() {
             node: Node::File {
                 size: 5,
                 chunks: vec![data_id],
+                extents: None,
+                link: None,
             },
-            mode: 0o644,
-            mtime_ns: 0,
+            attrs: Attrs {
+                mode: 0o644,
+                ..Attrs::default()
+            },
         }],
     };
     let inner_bytes = inner.encode().unwrap();
@@ -362,8 +368,10 @@ async fn crafted_parent_dir_names_are_refused() {
                 tree: inner_id,
                 stats: Default::default(),
             },
-            mode: 0o755,
-            mtime_ns: 0,
+            attrs: Attrs {
+                mode: 0o755,
+                ..Attrs::default()
+            },
         }],
     };
     let root_bytes = root.encode().unwrap();
@@ -371,7 +379,9 @@ async fn crafted_parent_dir_names_are_refused() {
     let mut data = PackWriter::new(BlobKind::Data, keys_crypto.begin().unwrap(), 100);
     data.add(data_id, Compression::None, file_data.len(), &file_data)
         .unwrap();
-    f.handle.put_pack(data.finish(keys).unwrap()).await.unwrap();
+    let data = data.finish(keys).unwrap();
+    let data_pack = data.id;
+    f.handle.put_pack(data).await.unwrap();
     let mut trees = PackWriter::new(BlobKind::Tree, keys_crypto.begin().unwrap(), 100);
     trees
         .add(inner_id, Compression::None, inner_bytes.len(), &inner_bytes)
@@ -379,10 +389,9 @@ async fn crafted_parent_dir_names_are_refused() {
     trees
         .add(root_id, Compression::None, root_bytes.len(), &root_bytes)
         .unwrap();
-    f.handle
-        .put_pack(trees.finish(keys).unwrap())
-        .await
-        .unwrap();
+    let trees = trees.finish(keys).unwrap();
+    let tree_pack = trees.id;
+    f.handle.put_pack(trees).await.unwrap();
     let snapshot = Snapshot {
         id: SnapshotId::new(),
         account: f.account.id,
@@ -390,6 +399,7 @@ async fn crafted_parent_dir_names_are_refused() {
         destination: DestinationId::new(),
         created: chrono::Utc::now(),
         kind: SnapshotKind::OnDemand,
+        status: SnapshotStatus::Complete,
         items: vec![SnapshotItem {
             kind: ItemKind::HomeDir,
             stats: Default::default(),
@@ -401,8 +411,19 @@ async fn crafted_parent_dir_names_are_refused() {
     f.handle
         .put_snapshot(&SnapshotObject {
             snapshot: snapshot.clone(),
-            references: References::Blobs(vec![data_id, inner_id, root_id]),
-            roots: Some(vec![(ItemKind::HomeDir, root_id)]),
+            references: References::Packs(normalize_references(
+                [
+                    PackReference::all(data_pack, 1),
+                    PackReference::all(tree_pack, 2),
+                ]
+                .into_iter()
+                .flatten()
+                .collect(),
+            )),
+            content: Some(SnapshotContent {
+                roots: vec![(ItemKind::HomeDir, root_id)],
+                ..SnapshotContent::default()
+            }),
         })
         .await
         .unwrap();
@@ -446,7 +467,9 @@ async fn symlinks_in_the_target_are_never_followed() {
             merge: true,
             ..Default::default()
         });
-    let err = engine::restore(
+    // The snapshot has a directory where the target has a link: the link is replaced by
+    // a real directory, and nothing is written where it pointed.
+    let report = engine::restore(
         &f.handle,
         &plan,
         std::slice::from_ref(&snap),
@@ -454,9 +477,12 @@ async fn symlinks_in_the_target_are_never_followed() {
         &no_progress(),
     )
     .await
-    .unwrap_err();
-    assert!(matches!(err, Error::PathEscapes { .. }), "{err:?}");
+    .unwrap();
+    assert!(report.failed.is_empty(), "{report:?}");
     assert_eq!(std::fs::read_dir(outside.path()).unwrap().count(), 0);
+    let sub = target.path().join("home/sub");
+    assert!(std::fs::symlink_metadata(&sub).unwrap().is_dir());
+    assert_eq!(std::fs::read(sub.join("file.txt")).unwrap(), b"inside");
 
     // A symlink in the snapshot is restored as a link, not followed.
     let clean = tempfile::tempdir().unwrap();
@@ -513,7 +539,9 @@ async fn a_flipped_byte_is_an_integrity_error_and_nothing_bad_is_written() {
 
     let target = tempfile::tempdir().unwrap();
     let plan = RestorePlan::new(f.account.id).whole_snapshot(&snap);
-    let err = engine::restore(
+    // Damage costs only what it touches: the files whose chunks fail are named, every
+    // other file is restored.
+    let report = engine::restore(
         &f.handle,
         &plan,
         std::slice::from_ref(&snap),
@@ -521,17 +549,33 @@ async fn a_flipped_byte_is_an_integrity_error_and_nothing_bad_is_written() {
         &no_progress(),
     )
     .await
-    .unwrap_err();
-    assert!(matches!(err, Error::Integrity { .. }), "{err:?}");
+    .unwrap();
+    assert!(!report.failed.is_empty(), "the damage was not reported");
+    for e in &report.failed.entries {
+        assert!(e.reason.contains("integrity"), "{e:?}");
+    }
     // Whatever was written is exactly the source: nothing from the bad pack passed as good,
     // and no temporary file is left behind.
     let source = list_files(live.path());
-    for (rel, content) in list_files(target.path()) {
-        assert!(!rel.contains(".restore-"), "temporary file left: {rel}");
+    let restored = list_files(target.path());
+    for (rel, content) in &restored {
+        assert!(!rel.contains(".bkrestore-"), "temporary file left: {rel}");
         assert_eq!(
-            source.get(&rel),
-            Some(&content),
+            source.get(rel),
+            Some(content),
             "{rel} differs from the source"
+        );
+    }
+    // Every source file is either restored or named as failed.
+    for rel in source.keys() {
+        let named = report
+            .failed
+            .entries
+            .iter()
+            .any(|e| rel.ends_with(&e.path) && rel.starts_with(e.item.as_str()));
+        assert!(
+            restored.contains_key(rel) || named,
+            "{rel} neither restored nor named"
         );
     }
 }
@@ -839,6 +883,7 @@ async fn stat_cache_skips_unchanged_files_and_catches_changes() {
         engine::backup(&f.handle, &request, &FsAccount::new(live), &no_progress())
             .await
             .unwrap()
+            .snapshot
     }
     let first = cached(&f, destination, &cache, live.path()).await;
     assert_eq!(first.stats.files_unchanged, 0);

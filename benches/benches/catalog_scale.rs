@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 use backup_catalog::{AccountUsage, PgCatalog, SqliteCatalog};
 use backup_core::model::{
     Account, AccountId, BackupStats, DestinationId, ItemKind, ItemStats, Snapshot, SnapshotId,
-    SnapshotItem, SnapshotKind,
+    SnapshotItem, SnapshotKind, SnapshotStatus,
 };
 use backup_core::ports::Catalog;
 use chrono::{DateTime, TimeDelta, Utc};
@@ -145,6 +145,7 @@ fn snapshot(account: AccountId, created: DateTime<Utc>, n: u64) -> Snapshot {
         destination: DestinationId::new(),
         created,
         kind: SnapshotKind::Scheduled,
+        status: SnapshotStatus::Complete,
         items,
         encrypted: true,
         locked: false,

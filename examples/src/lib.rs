@@ -15,11 +15,9 @@ mod compare;
 mod progress;
 mod sample;
 mod service;
-mod source;
 
 pub use admin::RebuildReport;
 pub use compare::{TreeDifference, compare_trees};
 pub use progress::BarProgress;
 pub use sample::{SampleAccount, change_some_files, generate_sample_account};
 pub use service::{AccountKeysOutput, RestoreRequest, Service, StoreLayer};
-pub use source::HomeDirSource;

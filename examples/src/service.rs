@@ -5,19 +5,18 @@ use std::sync::Arc;
 
 use backup_catalog::SqliteCatalog;
 use backup_core::engine::{
-    self, BackupRequest, FsStatCache, ProgressSink, RestoreReport, VerifyOptions, VerifyReport,
+    self, BackupReport, BackupRequest, FsStatCache, ProgressSink, RestoreReport, VerifyOptions,
+    VerifyReport,
 };
 use backup_core::model::{
     Account, AccountStatus, Destination, EncryptionMode, ItemKind, ItemSelection, OwnerKey,
-    PathSelection, RestoreOptions, RestorePlan, Snapshot,
+    Ownership, PathSelection, RestoreOptions, RestorePlan, Snapshot,
 };
 use backup_core::ports::{AccountSource, Catalog};
 use backup_core::repo::{AccountRepo, RepoConfig, Repository};
 use backup_core::{Error, FsAccount, Result};
 use backup_crypto::{AccountKeys, MasterKey};
 use backup_storage::object_store::ObjectStore;
-
-use crate::source::HomeDirSource;
 
 /// File names inside the state directory.
 const MASTER_KEY_FILE: &str = "master.key";
@@ -47,6 +46,8 @@ pub struct RestoreRequest {
     pub merge: bool,
     /// Only report what would be restored.
     pub dry_run: bool,
+    /// Who owns the restored files.
+    pub ownership: Ownership,
 }
 
 /// The assembled backup service of one server: state directory, catalog and master key.
@@ -305,8 +306,8 @@ impl Service {
         Ok(repo.account(account.id, keys.sealer(), opener))
     }
 
-    /// Backs up `source` (an `FsAccount` layout, or a plain directory taken as the home
-    /// directory) to the named destination and records the snapshot.
+    /// Backs up the account laid out at `source` (an `FsAccount` layout: `home/`,
+    /// `databases/NAME`, ...) to the named destination and records the snapshot.
     pub async fn backup(
         &self,
         account: &Account,
@@ -320,21 +321,31 @@ impl Service {
                 source.display()
             )));
         }
+        let report = self
+            .backup_source(account, &FsAccount::new(source), destination, progress)
+            .await?;
+        Ok(report.snapshot)
+    }
+
+    /// Backs up `source` to the named destination and records the snapshot; the report
+    /// names what was left out (the snapshot is then partial).
+    pub async fn backup_source(
+        &self,
+        account: &Account,
+        source: &dyn AccountSource,
+        destination: &str,
+        progress: &ProgressSink,
+    ) -> Result<BackupReport> {
         let destination = self.destination(destination).await?;
         let handle = self.handle(account, &destination, None, false).await?;
         // The account's settings go with its data, for disaster recovery.
         handle.put_account_record(account).await?;
-        let source: Box<dyn AccountSource> = if FsAccount::is_layout(source) {
-            Box::new(FsAccount::new(source))
-        } else {
-            Box::new(HomeDirSource::new(source))
-        };
         // The stat cache lives beside the catalog: unchanged files cost one stat next time.
         let stat_cache = FsStatCache::new(self.home.join("statcache"));
         let request = BackupRequest::new(account, destination.id).with_stat_cache(&stat_cache);
-        let snapshot = engine::backup(&handle, &request, source.as_ref(), progress).await?;
-        self.catalog.put_snapshot(&snapshot).await?;
-        Ok(snapshot)
+        let report = engine::backup(&handle, &request, source, progress).await?;
+        self.catalog.put_snapshot(&report.snapshot).await?;
+        Ok(report)
     }
 
     /// An account's snapshots, oldest first.
@@ -400,6 +411,7 @@ impl Service {
                 .await?;
             let mut plan = RestorePlan::new(account.id).with_options(RestoreOptions {
                 merge: request.merge,
+                ownership: request.ownership,
                 ..Default::default()
             });
             let mut snapshots: Vec<Snapshot> = Vec::new();
@@ -426,6 +438,7 @@ impl Service {
                 engine::restore(&handle, &plan, &snapshots, &target, progress).await?
             };
             report.items.extend(part.items);
+            report.failed.extend(part.failed);
         }
         Ok(report)
     }

@@ -114,7 +114,7 @@ fn round_trip(ctl: &Ctl, dir: &Path, user: &str, encryption: &str, key: Option<&
     let first = ctl.json(&[
         "backup",
         user,
-        "--source",
+        "--layout",
         &src,
         "--destination",
         "local",
@@ -127,7 +127,7 @@ fn round_trip(ctl: &Ctl, dir: &Path, user: &str, encryption: &str, key: Option<&
     let second = ctl.json(&[
         "backup",
         user,
-        "--source",
+        "--layout",
         &src,
         "--destination",
         "local",

@@ -111,6 +111,7 @@ async fn service_round_trip(url: &str, encryption: EncryptionMode) {
             owner_key: same_key(&out.owner_key),
             merge: false,
             dry_run: false,
+            ownership: Default::default(),
         };
     let all: Vec<_> = second
         .items
@@ -239,7 +240,7 @@ fn backupctl_backs_up_to_s3_and_sftp() {
             &[
                 "backup",
                 "bob",
-                "--source",
+                "--layout",
                 &src,
                 "--destination",
                 destination,
@@ -294,7 +295,8 @@ async fn measure(store: &'static str, url: &str, live: &Path, scratch: &Path) ->
     let request = BackupRequest::new(&account, DestinationId::new());
     let snapshot = engine::backup(&handle, &request, &FsAccount::new(live), &progress)
         .await
-        .unwrap();
+        .unwrap()
+        .snapshot;
     let backup_secs = started.elapsed().as_secs_f64();
     let requests = counting.counts();
 

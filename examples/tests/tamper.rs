@@ -89,7 +89,8 @@ async fn setup() -> Setup {
                 &no_progress(),
             )
             .await
-            .unwrap();
+            .unwrap()
+            .snapshot;
             snaps.push(s);
             append(
                 live.path(),
@@ -128,7 +129,8 @@ async fn write(store: &Arc<dyn ObjectStore>, p: &StorePath, bytes: Vec<u8>) {
 }
 
 /// Restores the newest snapshot of account 0 and verifies with data reads: both must report
-/// the damage with a typed error, and nothing written may differ from the source.
+/// the damage (a typed error, or the restore naming the files it could not restore), and
+/// nothing written may differ from the source.
 async fn assert_detected(s: &Setup, what: &str) {
     let (account, _, handle, snaps) = &s.accounts[0];
     let snap = snaps.last().unwrap();
@@ -147,7 +149,10 @@ async fn assert_detected(s: &Setup, what: &str) {
             matches!(e.kind(), ErrorKind::Integrity | ErrorKind::NotFound),
             "{what}: restore gave {e:?}"
         ),
-        Ok(_) => panic!("{what}: restore succeeded on damaged data"),
+        Ok(report) => assert!(
+            !report.failed.is_empty(),
+            "{what}: restore succeeded on damaged data"
+        ),
     }
     assert_nothing_wrong(s.live.path(), target.path(), what);
     match engine::verify(

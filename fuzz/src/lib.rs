@@ -17,8 +17,8 @@ use backup_core::model::{AccountId, ChunkId, SnapshotId};
 use backup_core::ports::{ContentOpener, ContentSealer, MacDomain, PlainCrypto, ServerKeys};
 use backup_core::repo::{
     BlobCodec, CONFIG_MAGIC, FOOTER_LEN, FORMAT_VERSION, HEADER_LEN, PACK_MAGIC, PackTrailer,
-    RepoConfig, SnapshotObject, TRAILER_MAGIC, Tree, decode_account, decode_index, encode_index,
-    read_pack, read_trailer, trailer_span,
+    RepoConfig, SnapshotObject, TRAILER_MAGIC, Tree, TreeVersion, decode_account, decode_index,
+    encode_index, read_pack, read_trailer, trailer_span,
 };
 use backup_crypto::{AccountKeys, MasterKey};
 
@@ -184,12 +184,16 @@ pub fn config(data: &[u8]) {
     framed.extend_from_slice(data);
     let _ = RepoConfig::decode(&framed);
 
-    if let Ok(tree) = Tree::decode(data, &ChunkId([0; 32])) {
-        let bytes = tree.encode().expect("decoded tree encodes");
-        assert_eq!(
-            Tree::decode(&bytes, &ChunkId([0; 32])).expect("encoded tree decodes"),
-            tree
-        );
+    // A tree of either version that decodes re-encodes (as version 2) to the same tree.
+    for version in [TreeVersion::V1, TreeVersion::V2] {
+        if let Ok(tree) = Tree::decode(data, &ChunkId([0; 32]), version) {
+            let bytes = tree.encode().expect("decoded tree encodes");
+            assert_eq!(
+                Tree::decode(&bytes, &ChunkId([0; 32]), TreeVersion::V2)
+                    .expect("encoded tree decodes"),
+                tree
+            );
+        }
     }
 
     let keys = keys();

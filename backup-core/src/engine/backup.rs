@@ -8,18 +8,19 @@ use tokio::sync::mpsc;
 use super::chunker::Chunker;
 use super::packer::{BufferPool, KnownBlobs, PackerConfig, start};
 use super::progress::{ProgressEvent, ProgressSink};
+use super::report::BackupReport;
 use super::stat_cache::{StatCache, StatCacheStore};
 use super::upload::upload;
 use super::walk::Walker;
 use crate::error::{Error, Result};
 use crate::model::{
     Account, BackupStats, ChunkId, DestinationId, ItemKind, JobId, PathFilter, Snapshot,
-    SnapshotId, SnapshotItem, SnapshotKind,
+    SnapshotId, SnapshotItem, SnapshotKind, SnapshotStatus,
 };
 use crate::ports::AccountSource;
 use crate::repo::{
-    AccountRepo, Node, PackReference, References, SnapshotObject, Tree, TreeEntry,
-    normalize_references,
+    AccountRepo, Attrs, Node, Owner, OwnerNames, PackReference, References, SnapshotContent,
+    SnapshotObject, Tree, TreeEntry, TreeVersion, normalize_references,
 };
 
 /// Finished packs waiting for upload at most (with the open packs of the workers, this
@@ -99,8 +100,10 @@ fn default_threads() -> usize {
 }
 
 /// Backs up `source` into `repo` and returns the new snapshot (already written to the
-/// repository; adding it to the catalog is the caller's step). A second backup of unchanged
-/// data writes no new pack.
+/// repository; adding it to the catalog is the caller's step) with the entries it left out
+/// or saw change. A second backup of unchanged data writes no new pack. An entry that
+/// cannot be read is named in [`BackupReport::skipped`] and makes the snapshot
+/// [`SnapshotStatus::Partial`]; nothing is left out silently.
 ///
 /// Pipeline: a walking thread reads, chunks and hashes, and drops what the account already
 /// has; one worker thread per core compresses, seals and packs new blobs; packs are uploaded
@@ -110,7 +113,7 @@ pub async fn backup(
     request: &BackupRequest<'_>,
     source: &dyn AccountSource,
     progress: &ProgressSink,
-) -> Result<Snapshot> {
+) -> Result<BackupReport> {
     let started = Instant::now();
     let account = request.account;
     if account.id != repo.account() {
@@ -169,19 +172,16 @@ pub async fn backup(
         },
         tx,
     )?;
-    let mut slot = Some(Walker {
-        chunker: Chunker::new(config.chunker, sealer.server_keys().chunker_seed()),
+    let mut slot = Some(Walker::new(
+        Chunker::new(config.chunker, sealer.server_keys().chunker_seed()),
         sink,
-        keys: sealer.clone(),
-        progress: progress.clone(),
+        sealer.clone(),
+        progress.clone(),
         old_cache,
         // Most files of an account are there again: room for all of them up front.
-        new_cache: StatCache::with_capacity(cached_files),
-        started_ns: created.timestamp_nanos_opt().unwrap_or(i64::MAX),
-        bytes_read: 0,
-        files_unchanged: 0,
-        skipped: 0,
-    });
+        StatCache::with_capacity(cached_files),
+        created.timestamp_nanos_opt().unwrap_or(i64::MAX),
+    ));
 
     let walked = walk_items(&mut slot, source, &kinds, &excludes, progress).await;
     let walker = slot.take();
@@ -190,7 +190,12 @@ pub async fn backup(
     let (finished, walker_rest) = match walker {
         Some(w) => (
             Some(w.sink.finish()),
-            Some((w.new_cache, w.bytes_read, w.files_unchanged, w.skipped)),
+            Some((
+                w.new_cache,
+                (w.bytes_read, w.files_unchanged),
+                (w.skipped, w.changed),
+                w.owners,
+            )),
         ),
         None => (None, None),
     };
@@ -203,16 +208,18 @@ pub async fn backup(
     // walker only sees a closed queue.
     let uploaded = uploaded?;
     workers_done?;
-    let (items, roots) = walked?;
-    let ((references, pack_stats), (new_cache, bytes_read, files_unchanged, skipped)) =
-        match (finished, walker_rest) {
-            (Some(f), Some(r)) => (f?.outcome()?, r),
-            _ => {
-                return Err(Error::Internal {
-                    reason: "backup worker lost".into(),
-                });
-            }
-        };
+    let walked = walked?;
+    let (
+        (references, pack_stats),
+        (new_cache, (bytes_read, files_unchanged), (skipped, changed), owners),
+    ) = match (finished, walker_rest) {
+        (Some(f), Some(r)) => (f?.outcome()?, r),
+        _ => {
+            return Err(Error::Internal {
+                reason: "backup worker lost".into(),
+            });
+        }
+    };
 
     // Existing packs' entries the snapshot reuses, and every entry of the packs it wrote.
     let mut references = references;
@@ -228,9 +235,18 @@ pub async fn backup(
         let (_, index_len) = repo.put_index(&uploaded.packs).await?;
         bytes_stored += index_len;
     }
-    if skipped > 0 {
-        tracing::warn!(account = %account.id, skipped, "backup skipped unreadable entries");
+    if !skipped.is_empty() {
+        tracing::warn!(
+            account = %account.id,
+            skipped = skipped.total,
+            "backup skipped entries it could not read"
+        );
     }
+    let status = if skipped.is_empty() {
+        SnapshotStatus::Complete
+    } else {
+        SnapshotStatus::Partial
+    };
     let snapshot = Snapshot {
         id,
         account: account.id,
@@ -238,7 +254,8 @@ pub async fn backup(
         destination: request.destination,
         created,
         kind: request.kind,
-        items,
+        status,
+        items: walked.items,
         encrypted: sealer.is_encrypted(),
         locked: false,
         stats: BackupStats {
@@ -250,24 +267,39 @@ pub async fn backup(
             chunks_deduplicated: pack_stats.chunks_deduplicated,
             packs_written: uploaded.packs.len() as u64,
             files_unchanged,
-            files_skipped: skipped,
+            files_skipped: skipped.total,
             duration_ms: started.elapsed().as_millis() as u64,
         },
     };
     repo.put_snapshot(&SnapshotObject {
         snapshot: snapshot.clone(),
         references,
-        roots: Some(roots),
+        content: Some(SnapshotContent {
+            roots: walked.roots,
+            trees: TreeVersion::V2,
+            root_attrs: walked.root_attrs,
+            names: owner_names(&owners),
+        }),
     })
     .await?;
     if let Some(store) = request.stat_cache {
         let bytes = new_cache.encode(sealer.server_keys())?;
         store.save(account.id, request.destination, bytes).await?;
     }
-    Ok(snapshot)
+    Ok(BackupReport {
+        snapshot,
+        skipped,
+        changed,
+    })
 }
 
-type Walked = (Vec<SnapshotItem>, Vec<(ItemKind, ChunkId)>);
+/// The items walked: their counts, root trees and the tree roots' own attributes.
+#[derive(Default)]
+struct Walked {
+    items: Vec<SnapshotItem>,
+    roots: Vec<(ItemKind, ChunkId)>,
+    root_attrs: Vec<(ItemKind, Attrs)>,
+}
 
 async fn walk_items(
     walker: &mut Option<Walker>,
@@ -276,20 +308,29 @@ async fn walk_items(
     excludes: &PathFilter,
     progress: &ProgressSink,
 ) -> Result<Walked> {
-    let mut items = Vec::new();
-    let mut roots = Vec::new();
+    let mut walked = Walked::default();
     for &kind in kinds {
         progress.event(ProgressEvent::ItemStarted { kind });
         let (root, stats) = if kind.is_tree() {
-            let Some(dir) = source.tree_root(kind).await? else {
+            let Some(root) = source.tree_root(kind).await? else {
                 continue;
             };
+            if !crate::engine::fsat::is_relative_below(&root.path) {
+                return Err(Error::invalid(
+                    "tree root",
+                    format!("{} leaves its base directory", root.path.display()),
+                ));
+            }
             let filter = if kind == ItemKind::HomeDir {
                 excludes.clone()
             } else {
                 PathFilter::default()
             };
-            in_blocking(walker, move |w| w.walk_dir(kind, &dir, b"", &filter)).await?
+            let dir = in_blocking(walker, move |w| w.walk_root(kind, &root, &filter)).await?;
+            // A root that could not be opened is reported in the walker's skipped list.
+            let Some(dir) = dir else { continue };
+            walked.root_attrs.push((kind, dir.attrs));
+            (dir.tree, dir.stats)
         } else {
             let mut tree = Tree::default();
             let mut names = source.documents(kind).await?;
@@ -303,9 +344,16 @@ async fn walk_items(
                     in_blocking(walker, move |w| w.store_content(reader, &label)).await?;
                 tree.entries.push(TreeEntry {
                     name: name.into_bytes(),
-                    node: Node::File { size, chunks },
-                    mode: 0o600,
-                    mtime_ns: 0,
+                    node: Node::File {
+                        size,
+                        chunks,
+                        extents: None,
+                        link: None,
+                    },
+                    attrs: Attrs {
+                        mode: 0o600,
+                        ..Attrs::default()
+                    },
                 });
             }
             tree.entries.sort_by(|a, b| a.name.cmp(&b.name));
@@ -314,10 +362,40 @@ async fn walk_items(
             (id, stats)
         };
         progress.event(ProgressEvent::ItemFinished { kind, stats });
-        items.push(SnapshotItem { kind, stats });
-        roots.push((kind, root));
+        walked.items.push(SnapshotItem { kind, stats });
+        walked.roots.push((kind, root));
     }
-    Ok((items, roots))
+    Ok(walked)
+}
+
+/// The names of the users and groups in `owners`, from `/etc/passwd` and `/etc/group`
+/// (the files a hosting server keeps its accounts in; ids without a name there are left
+/// out). Read by hand: two colon-separated files need no crate.
+fn owner_names(owners: &std::collections::BTreeSet<Owner>) -> OwnerNames {
+    let uids: std::collections::BTreeSet<u32> = owners.iter().map(|o| o.uid).collect();
+    let gids: std::collections::BTreeSet<u32> = owners.iter().map(|o| o.gid).collect();
+    OwnerNames {
+        users: names_in("/etc/passwd", &uids),
+        groups: names_in("/etc/group", &gids),
+    }
+}
+
+fn names_in(file: &str, ids: &std::collections::BTreeSet<u32>) -> Vec<(u32, String)> {
+    let Ok(text) = std::fs::read_to_string(file) else {
+        return Vec::new();
+    };
+    let mut out: Vec<(u32, String)> = text
+        .lines()
+        .filter_map(|line| {
+            let mut fields = line.split(':');
+            let name = fields.next()?;
+            let id: u32 = fields.nth(1)?.parse().ok()?;
+            (ids.contains(&id) && !name.is_empty()).then(|| (id, name.to_owned()))
+        })
+        .collect();
+    out.sort();
+    out.dedup_by_key(|(id, _)| *id);
+    out
 }
 
 /// Runs `f` on the walker in a blocking thread (file I/O and hashing), moving the walker in

@@ -9,9 +9,11 @@
 mod backup;
 mod chunker;
 mod fs_write;
+pub(crate) mod fsat;
 mod packer;
 mod progress;
 mod reader;
+mod report;
 mod restore;
 mod restore_file;
 mod restore_tree;
@@ -26,6 +28,7 @@ pub use backup::{
 pub use progress::{
     NoProgress, Progress, ProgressCounters, ProgressEvent, ProgressSink, no_progress,
 };
+pub use report::{BackupReport, ENTRIES_LISTED, EntryReport, EntryReports};
 pub use restore::{RestoreReport, dry_run, restore};
 pub use stat_cache::{FsStatCache, StatCacheStore};
 pub use verify::{VerifyOptions, VerifyProblem, VerifyReport, verify};

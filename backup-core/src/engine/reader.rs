@@ -11,7 +11,9 @@ use tokio::runtime::Handle;
 use crate::error::{Error, Result};
 use crate::model::{ChunkId, IdHasherBuilder, PackId};
 use crate::ports::OpenSession;
-use crate::repo::{AccountRepo, BlobCodec, BlobLocator, Compression, TrailerEntry, Tree};
+use crate::repo::{
+    AccountRepo, BlobCodec, BlobLocator, Compression, TrailerEntry, Tree, TreeVersion,
+};
 
 /// Opened groups kept per reader: callers read a pack's blobs in trailer order, so each
 /// group is opened once.
@@ -158,9 +160,9 @@ impl BlobReader {
         plain
     }
 
-    /// Reads and parses a tree blob.
-    pub(crate) fn tree(&mut self, id: &ChunkId) -> Result<Tree> {
+    /// Reads and parses a tree blob of the given encoding.
+    pub(crate) fn tree(&mut self, id: &ChunkId, version: TreeVersion) -> Result<Tree> {
         let bytes = self.read(id)?;
-        Tree::decode(&bytes, id)
+        Tree::decode(&bytes, id, version)
     }
 }

@@ -8,16 +8,18 @@ use std::sync::Arc;
 use tokio::runtime::Handle;
 
 use super::backup::join_error;
-use super::fs_write::SafeDirs;
+use super::fs_write::OwnerPolicy;
+use super::fsat;
 use super::progress::{ProgressEvent, ProgressSink};
 use super::reader::BlobReader;
+use super::report::{EntryReport, EntryReports};
 use super::restore_tree;
 use crate::error::{Error, Result};
 use crate::model::{
     ChunkId, ItemKind, ItemStats, PathSelection, RestorePlan, Snapshot, SnapshotId,
 };
 use crate::ports::RestoreTarget;
-use crate::repo::{AccountRepo, BlobLocator, Node};
+use crate::repo::{AccountRepo, Attrs, BlobLocator, Node, TreeVersion};
 
 /// Tree packs kept in memory while planning (tree blobs are read in walk order).
 const TREE_PACKS_CACHED: usize = 4;
@@ -28,10 +30,13 @@ const TREE_DATA_PACKS_CACHED: usize = 1;
 const DATA_PACKS_CACHED: usize = 4;
 
 /// What a restore or dry run covered.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
 pub struct RestoreReport {
     /// Per item: the counts restored (or that would be).
     pub items: Vec<(ItemKind, ItemStats)>,
+    /// Entries that could not be restored (damaged or missing data, a device node without
+    /// root), each named with the reason; every other entry was restored.
+    pub failed: EntryReports,
 }
 
 impl RestoreReport {
@@ -45,10 +50,19 @@ impl RestoreReport {
     }
 }
 
+/// One item's root in one snapshot: its tree, how the trees are encoded, its own
+/// attributes.
+#[derive(Clone)]
+struct ItemRoot {
+    tree: ChunkId,
+    version: TreeVersion,
+    attrs: Option<Attrs>,
+}
+
 /// Everything a restore reads, loaded once.
 struct Loaded {
     reader_parts: (AccountRepo, Arc<BlobLocator>),
-    roots: HashMap<(SnapshotId, ItemKind), ChunkId>,
+    roots: HashMap<(SnapshotId, ItemKind), ItemRoot>,
 }
 
 async fn load(repo: &AccountRepo, plan: &RestorePlan, snapshots: &[Snapshot]) -> Result<Loaded> {
@@ -62,8 +76,19 @@ async fn load(repo: &AccountRepo, plan: &RestorePlan, snapshots: &[Snapshot]) ->
     let mut roots = HashMap::new();
     for id in plan.snapshot_ids() {
         let object = repo.load_snapshot(id).await?;
-        for (kind, root) in object.roots.unwrap_or_default() {
-            roots.insert((id, kind), root);
+        let content = object.content.unwrap_or_default();
+        for (kind, tree) in content.roots {
+            let attrs = (content.root_attrs.iter())
+                .find(|(k, _)| *k == kind)
+                .map(|(_, a)| a.clone());
+            roots.insert(
+                (id, kind),
+                ItemRoot {
+                    tree,
+                    version: content.trees,
+                    attrs,
+                },
+            );
         }
     }
     let locator = Arc::new(repo.load_locator().await?);
@@ -80,8 +105,8 @@ fn ordered(plan: &RestorePlan) -> Vec<&crate::model::ItemSelection> {
 }
 
 impl Loaded {
-    fn root(&self, snapshot: SnapshotId, kind: ItemKind) -> Result<ChunkId> {
-        self.roots.get(&(snapshot, kind)).copied().ok_or_else(|| {
+    fn root(&self, snapshot: SnapshotId, kind: ItemKind) -> Result<ItemRoot> {
+        self.roots.get(&(snapshot, kind)).cloned().ok_or_else(|| {
             Error::integrity(
                 format!("snapshot {snapshot}"),
                 format!("has no {kind} item in the repository"),
@@ -100,9 +125,12 @@ impl Loaded {
 }
 
 /// Restores `plan` (whose snapshots are `snapshots`, as the catalog lists them) into
-/// `target`. Each restored file is written whole or not at all: content that fails
-/// authentication stops the restore with [`Error::Integrity`] and is never left in place.
-/// A name that would leave the target is [`Error::PathEscapes`].
+/// `target`. Each restored file is written whole or not at all, with its recorded mode,
+/// times, extended attributes and (by [`crate::model::Ownership`]) owner: content that
+/// fails authentication is never left in place, and the file is named in
+/// [`RestoreReport::failed`] while every other file is restored. A name that would leave
+/// the target is [`Error::PathEscapes`]; no path under the target is ever followed through a
+/// link.
 pub async fn restore(
     repo: &AccountRepo,
     plan: &RestorePlan,
@@ -122,21 +150,61 @@ pub async fn restore(
         let replace = !plan.options.merge && sel.paths.is_all();
         let stats = if kind.is_tree() {
             let dir = target.tree_root(kind).await?;
+            if !fsat::is_relative_below(&dir.path) {
+                return Err(Error::PathEscapes {
+                    path: dir.path.display().to_string(),
+                });
+            }
             let reader = loaded.reader(TREE_PACKS_CACHED)?;
             let paths = sel.paths.clone();
             let progress = progress.clone();
             let mut data_reader = loaded.reader(TREE_DATA_PACKS_CACHED)?;
-            tokio::task::spawn_blocking(move || {
+            let policy = OwnerPolicy::new(
+                plan.options.ownership,
+                root.attrs.as_ref().and_then(|a| a.owner),
+            );
+            let (stats, failed) = tokio::task::spawn_blocking(move || {
                 let mut trees = reader;
-                let plan = restore_tree::plan(&mut trees, &root, &paths, replace)?;
+                let tree_plan = restore_tree::plan(
+                    &mut trees,
+                    kind,
+                    &root.tree,
+                    root.version,
+                    &paths,
+                    replace,
+                )?;
                 drop(trees);
-                let mut dirs = SafeDirs::new(dir)?;
-                restore_tree::write(plan, &mut data_reader, &mut dirs, &progress)
+                let fd =
+                    fsat::open_root(&dir, true).map_err(|e| Error::io(dir.display_path(), e))?;
+                // The item root's own attributes apply when the whole item is restored.
+                let root_attrs = root.attrs.as_ref().filter(|_| paths.is_all());
+                restore_tree::write(
+                    tree_plan,
+                    &mut data_reader,
+                    fd,
+                    root_attrs,
+                    &policy,
+                    &progress,
+                )
             })
             .await
-            .map_err(join_error)??
+            .map_err(join_error)??;
+            report.failed.extend(failed);
+            stats
         } else {
-            restore_documents(&loaded, kind, root, &sel.paths, replace, target, progress).await?
+            let (stats, failed) = restore_documents(
+                &loaded,
+                kind,
+                root.tree,
+                root.version,
+                &sel.paths,
+                replace,
+                target,
+                progress,
+            )
+            .await?;
+            report.failed.extend(failed);
+            stats
         };
         progress.event(ProgressEvent::ItemFinished { kind, stats });
         report.items.push((kind, stats));
@@ -147,20 +215,23 @@ pub async fn restore(
     Ok(report)
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn restore_documents(
     loaded: &Loaded,
     kind: ItemKind,
     root: ChunkId,
+    version: TreeVersion,
     paths: &PathSelection,
     replace: bool,
     target: &dyn RestoreTarget,
     progress: &ProgressSink,
-) -> Result<ItemStats> {
+) -> Result<(ItemStats, EntryReports)> {
+    let mut failed = EntryReports::default();
     let mut reader = Some(loaded.reader(DATA_PACKS_CACHED)?);
     let tree = {
         let mut r = reader.take().ok_or_else(lost)?;
         let (r, tree) = tokio::task::spawn_blocking(move || {
-            let t = r.tree(&root);
+            let t = r.tree(&root, version);
             (r, t)
         })
         .await
@@ -172,7 +243,7 @@ async fn restore_documents(
     for entry in &tree.entries {
         let name = String::from_utf8(entry.name.clone())
             .map_err(|_| Error::integrity(format!("tree {root}"), "document name is not UTF-8"))?;
-        let Node::File { size, chunks } = &entry.node else {
+        let Node::File { size, chunks, .. } = &entry.node else {
             continue;
         };
         if !paths.selects(&name) {
@@ -206,7 +277,15 @@ async fn restore_documents(
         if let Err(e) = written {
             // Never leave a partial document that could pass for the real one.
             let _ = target.remove_document(kind, &name).await;
-            return Err(e);
+            if !restore_tree::is_damage(&e) {
+                return Err(e);
+            }
+            failed.add(EntryReport {
+                item: kind,
+                path: name,
+                reason: e.to_string(),
+            });
+            continue;
         }
         progress.event(ProgressEvent::FileDone);
         stats.files += 1;
@@ -220,7 +299,7 @@ async fn restore_documents(
             }
         }
     }
-    Ok(stats)
+    Ok((stats, failed))
 }
 
 fn lost() -> Error {
@@ -244,7 +323,14 @@ pub async fn dry_run(
         let paths = sel.paths.clone();
         let stats = tokio::task::spawn_blocking(move || {
             let mut stats = ItemStats::default();
-            count(&mut reader, &root, "", &paths, &mut stats)?;
+            count(
+                &mut reader,
+                &root.tree,
+                root.version,
+                "",
+                &paths,
+                &mut stats,
+            )?;
             Ok::<_, Error>(stats)
         })
         .await
@@ -257,11 +343,12 @@ pub async fn dry_run(
 fn count(
     reader: &mut BlobReader,
     tree: &ChunkId,
+    version: TreeVersion,
     rel: &str,
     paths: &PathSelection,
     stats: &mut ItemStats,
 ) -> Result<()> {
-    let tree = reader.tree(tree)?;
+    let tree = reader.tree(tree, version)?;
     for e in &tree.entries {
         let name = String::from_utf8_lossy(&e.name);
         let child = if rel.is_empty() {
@@ -278,7 +365,7 @@ fn count(
                     if paths.selects(&child) {
                         stats.dirs += 1;
                     }
-                    count(reader, tree, &child, paths, stats)?;
+                    count(reader, tree, version, &child, paths, stats)?;
                 }
             }
             Node::File { size, .. } if paths.selects(&child) => {

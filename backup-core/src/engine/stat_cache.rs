@@ -10,7 +10,6 @@
 
 use std::collections::HashMap;
 use std::fmt::Debug;
-use std::os::unix::fs::MetadataExt;
 use std::path::PathBuf;
 
 use async_trait::async_trait;
@@ -19,9 +18,14 @@ use serde::{Deserialize, Serialize};
 use crate::error::{Error, Result};
 use crate::model::{AccountId, ChunkId, DestinationId, IdHasherBuilder, ItemKind};
 use crate::ports::{MacDomain, ServerKeys};
+use crate::repo::{Extent, Xattr};
+
+use super::fsat::FileStat;
 
 const MAGIC: &[u8; 8] = b"BKUPSTAT";
-const VERSION: u16 = 1;
+/// Version 2 adds a file's data ranges and extended attributes (a version 1 cache is
+/// ignored: the files are read once more).
+const VERSION: u16 = 2;
 
 /// Where stat caches are kept (opaque bytes per account and destination).
 #[async_trait]
@@ -112,29 +116,45 @@ pub(crate) struct CachedFile {
     pub(crate) ctime_ns: i64,
     pub(crate) inode: u64,
     pub(crate) chunks: Vec<ChunkId>,
+    /// A sparse file's data ranges.
+    pub(crate) extents: Option<Vec<Extent>>,
+    /// Extended attributes (a change to them changes the ctime, so they are current
+    /// whenever the stat is).
+    pub(crate) xattrs: Vec<Xattr>,
 }
 
 impl CachedFile {
-    pub(crate) fn stat(meta: &std::fs::Metadata, chunks: Vec<ChunkId>) -> Self {
+    pub(crate) fn stat(
+        stat: &FileStat,
+        chunks: Vec<ChunkId>,
+        extents: Option<Vec<Extent>>,
+        xattrs: Vec<Xattr>,
+    ) -> Self {
         Self {
-            size: meta.len(),
-            mtime_ns: super::walk::mtime_ns(meta),
-            ctime_ns: meta
-                .ctime()
-                .saturating_mul(1_000_000_000)
-                .saturating_add(meta.ctime_nsec()),
-            inode: meta.ino(),
+            size: stat.size,
+            mtime_ns: stat.mtime_ns,
+            ctime_ns: stat.ctime_ns,
+            inode: stat.ino,
             chunks,
+            extents,
+            xattrs,
         }
     }
 
-    /// Whether `meta` describes the same file content as this entry.
-    pub(crate) fn unchanged(&self, meta: &std::fs::Metadata) -> bool {
-        let now = Self::stat(meta, Vec::new());
-        self.size == now.size
-            && self.mtime_ns == now.mtime_ns
-            && self.ctime_ns == now.ctime_ns
-            && self.inode == now.inode
+    /// Whether `stat` describes the same file content as this entry.
+    pub(crate) fn unchanged(&self, stat: &FileStat) -> bool {
+        self.size == stat.size
+            && self.mtime_ns == stat.mtime_ns
+            && self.ctime_ns == stat.ctime_ns
+            && self.inode == stat.ino
+    }
+
+    /// The bytes the chunks hold (the size, or a sparse file's data).
+    pub(crate) fn stored_len(&self) -> u64 {
+        match &self.extents {
+            Some(x) => x.iter().map(|e| e.len).sum(),
+            None => self.size,
+        }
     }
 }
 
@@ -216,6 +236,11 @@ mod tests {
                 ctime_ns: 7,
                 inode: 8,
                 chunks: vec![ChunkId([9; 32])],
+                extents: Some(vec![Extent { offset: 1, len: 2 }]),
+                xattrs: vec![Xattr {
+                    name: b"user.a".to_vec(),
+                    value: b"b".to_vec(),
+                }],
             },
         );
         let bytes = c.encode(&keys).unwrap();

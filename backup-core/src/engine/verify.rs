@@ -119,8 +119,8 @@ pub async fn verify(
                         mine.extend(ids.iter().copied());
                     }
                 }
-                if let Some(roots) = &obj.roots {
-                    for (kind, root) in roots {
+                if let Some(content) = &obj.content {
+                    for (kind, root) in &content.roots {
                         if !mine.contains(root) {
                             report.problem(
                                 format!("snapshot {id}"),

@@ -26,7 +26,7 @@ pub use organization::{Organization, PriorityGroup, Tag, TagColor};
 pub use quota::{BackupLocations, DeviceLimits, Quota, QuotaState, StorageQuota};
 pub use restore::{
     CheckedPlan, DownloadFormat, DownloadRequest, DownloadStatus, ItemSelection, OwnerKey,
-    RestoreOptions, RestorePlan,
+    Ownership, RestoreOptions, RestorePlan,
 };
 pub use selection::{PathFilter, PathSelection};
-pub use snapshot::{BackupStats, ItemStats, Snapshot, SnapshotItem, SnapshotKind};
+pub use snapshot::{BackupStats, ItemStats, Snapshot, SnapshotItem, SnapshotKind, SnapshotStatus};

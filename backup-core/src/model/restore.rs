@@ -60,6 +60,65 @@ pub struct RestoreOptions {
     pub merge: bool,
     /// Suspend the account after restoring.
     pub suspend_after: bool,
+    /// Who owns the restored files.
+    #[serde(default)]
+    pub ownership: Ownership,
+}
+
+/// Who owns restored files and directories.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Ownership {
+    /// The owners recorded in the snapshot (needs root for any owner but the process user).
+    Recorded,
+    /// The owner recorded for the item's root (the home directory's user and group) becomes
+    /// `uid` and `gid`; every other recorded owner is kept. For restoring into a re-created
+    /// account or onto another server.
+    Account {
+        /// The target account's user id.
+        uid: u32,
+        /// The target account's group id.
+        gid: u32,
+    },
+    /// Everything owned by the process user; setuid and setgid bits are dropped.
+    None,
+}
+
+impl Default for Ownership {
+    /// [`Ownership::Recorded`] when running as root, else [`Ownership::None`].
+    fn default() -> Self {
+        if rustix::process::geteuid().is_root() {
+            Ownership::Recorded
+        } else {
+            Ownership::None
+        }
+    }
+}
+
+impl std::str::FromStr for Ownership {
+    type Err = Error;
+
+    /// `recorded`, `none` or `account:UID:GID`.
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "recorded" => Ok(Ownership::Recorded),
+            "none" => Ok(Ownership::None),
+            _ => {
+                let bad = || {
+                    Error::invalid(
+                        "ownership",
+                        format!("{s:?}: expected recorded, none or account:UID:GID"),
+                    )
+                };
+                let rest = s.strip_prefix("account:").ok_or_else(bad)?;
+                let (uid, gid) = rest.split_once(':').ok_or_else(bad)?;
+                Ok(Ownership::Account {
+                    uid: uid.parse().map_err(|_| bad())?,
+                    gid: gid.parse().map_err(|_| bad())?,
+                })
+            }
+        }
+    }
 }
 
 /// A restore: one selection per item kind, each from its own snapshot.
@@ -299,7 +358,7 @@ impl DownloadRequest {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::{DestinationId, SnapshotItem, SnapshotKind};
+    use crate::model::{DestinationId, SnapshotItem, SnapshotKind, SnapshotStatus};
 
     fn snapshot(account: AccountId, kinds: &[ItemKind]) -> Snapshot {
         Snapshot {
@@ -309,6 +368,7 @@ mod tests {
             destination: DestinationId::new(),
             created: Utc::now(),
             kind: SnapshotKind::OnDemand,
+            status: SnapshotStatus::Complete,
             items: kinds
                 .iter()
                 .map(|&kind| SnapshotItem {

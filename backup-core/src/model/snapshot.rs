@@ -71,6 +71,58 @@ impl FromStr for SnapshotKind {
     }
 }
 
+/// Whether a backup stored everything it was asked to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum SnapshotStatus {
+    /// Every entry of the selected items was stored.
+    #[default]
+    Complete,
+    /// Some entries could not be read and are named in the backup's report.
+    Partial,
+}
+
+impl SnapshotStatus {
+    /// Stable one-byte code used in the repository format.
+    pub fn code(self) -> u8 {
+        match self {
+            SnapshotStatus::Complete => 1,
+            SnapshotStatus::Partial => 2,
+        }
+    }
+
+    /// Inverse of [`SnapshotStatus::code`].
+    pub fn from_code(code: u8) -> Option<Self> {
+        [Self::Complete, Self::Partial]
+            .into_iter()
+            .find(|s| s.code() == code)
+    }
+
+    /// Short name (`complete`, `partial`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SnapshotStatus::Complete => "complete",
+            SnapshotStatus::Partial => "partial",
+        }
+    }
+}
+
+impl fmt::Display for SnapshotStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for SnapshotStatus {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        [Self::Complete, Self::Partial]
+            .into_iter()
+            .find(|k| k.as_str() == s)
+            .ok_or_else(|| Error::invalid("snapshot status", format!("{s:?}")))
+    }
+}
+
 /// Counts for one item of a snapshot.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct ItemStats {
@@ -143,6 +195,10 @@ pub struct Snapshot {
     pub created: DateTime<Utc>,
     /// Why it was taken.
     pub kind: SnapshotKind,
+    /// Whether the backup stored everything it was asked to (`complete` when absent, as in
+    /// snapshots recorded before the status existed).
+    #[serde(default)]
+    pub status: SnapshotStatus,
     /// Items with their counts.
     pub items: Vec<SnapshotItem>,
     /// Whether content is encrypted.
@@ -166,5 +222,49 @@ impl Snapshot {
             t.add(&i.stats);
         }
         t
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn status_names_and_codes_round_trip() {
+        for s in [SnapshotStatus::Complete, SnapshotStatus::Partial] {
+            assert_eq!(s.as_str().parse::<SnapshotStatus>().unwrap(), s);
+            assert_eq!(s.to_string(), s.as_str());
+            assert_eq!(SnapshotStatus::from_code(s.code()), Some(s));
+            assert_eq!(serde_json::to_value(s).unwrap(), s.as_str());
+        }
+        assert_eq!(SnapshotStatus::default(), SnapshotStatus::Complete);
+        assert_eq!(SnapshotStatus::from_code(0), None);
+        assert_eq!(SnapshotStatus::from_code(3), None);
+        let err = "interrupted".parse::<SnapshotStatus>().unwrap_err();
+        assert!(err.to_string().contains("snapshot status"), "{err}");
+    }
+
+    #[test]
+    fn a_snapshot_without_a_status_is_complete() {
+        let snapshot = Snapshot {
+            id: SnapshotId::new(),
+            account: AccountId::new(),
+            job: None,
+            destination: DestinationId::new(),
+            created: Utc::now(),
+            kind: SnapshotKind::Scheduled,
+            status: SnapshotStatus::Partial,
+            items: Vec::new(),
+            encrypted: false,
+            locked: false,
+            stats: BackupStats::default(),
+        };
+        let mut value = serde_json::to_value(&snapshot).unwrap();
+        assert_eq!(value["status"], "partial");
+        let back: Snapshot = serde_json::from_value(value.clone()).unwrap();
+        assert_eq!(back, snapshot);
+        value.as_object_mut().unwrap().remove("status");
+        let old: Snapshot = serde_json::from_value(value).unwrap();
+        assert_eq!(old.status, SnapshotStatus::Complete);
     }
 }

@@ -13,5 +13,5 @@ pub use crypto::{
 };
 pub use memory_catalog::MemoryCatalog;
 pub use notifier::{Event, EventKind, Notifier, NullNotifier};
-pub use source::{AccountSource, DocumentReader, DocumentWriter, RestoreTarget};
+pub use source::{AccountSource, DocumentReader, DocumentWriter, RestoreTarget, TreeRoot};
 pub use storage::DeferredFlush;

@@ -43,9 +43,13 @@ pub use pack::{
 pub(crate) use pack::{GROUP_MEMBER_MAX, GROUP_TARGET};
 pub(crate) use snapshot::set_entry_bit;
 pub use snapshot::{
-    PackReference, References, SNAPSHOT_VERSION, SnapshotObject, normalize_references,
+    OwnerNames, PackReference, References, SNAPSHOT_VERSION, SnapshotContent, SnapshotObject,
+    normalize_references,
 };
-pub use tree::{Node, Tree, TreeEntry, is_safe_name};
+pub use tree::{
+    Attrs, Extent, LinkId, Node, Owner, SpecialKind, Tree, TreeEntry, TreeVersion, Xattr,
+    extents_valid, is_safe_name,
+};
 
 use crate::error::{Error, Result};
 use crate::model::{AccountId, ChunkId, PackId, SnapshotId};

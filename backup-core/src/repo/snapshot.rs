@@ -1,7 +1,7 @@
 //! Snapshot objects: a server-readable, MAC-authenticated header and sealed metadata.
 //!
 //! ```text
-//! "BKUPSNAP" | version u16 (2; version 1 is still read)
+//! "BKUPSNAP" | version u16 (3; versions 1 and 2 are still read)
 //! header length u32 | header (postcard SnapshotHeader)
 //! seal header length u16 | seal header
 //! sealed length u32 | sealed metadata (postcard SnapshotMeta, sealed, AAD = snapshot id)
@@ -15,25 +15,33 @@
 //! Version 2 lists references per pack: the pack's id and a bitmap over its trailer's
 //! entries, about one bit per blob instead of version 1's 32-byte blob id, so a snapshot of
 //! a million files costs kilobytes, not 32 MB, on every snapshot kept.
+//!
+//! Version 3 adds the snapshot's status to the header and, to the sealed metadata, each
+//! item root's own attributes and the names of the owners its trees record; its tree blobs
+//! are [`TreeVersion::V2`] (versions 1 and 2: [`TreeVersion::V1`]).
 
 use serde::{Deserialize, Serialize};
 
 use super::format::{ByteReader, SNAPSHOT_MAGIC, decode, encode, len_u32};
+use super::tree::{Attrs, TreeVersion};
 use crate::error::{Error, Result};
 use crate::model::{
     AccountId, BackupStats, ChunkId, DestinationId, ItemKind, ItemStats, JobId, PackId, Snapshot,
-    SnapshotId, SnapshotItem, SnapshotKind,
+    SnapshotId, SnapshotItem, SnapshotKind, SnapshotStatus,
 };
 use crate::ports::{ContentOpener, MacDomain, SealSession, ServerKeys};
 
 /// The snapshot object version written for [`References::Packs`].
-pub const SNAPSHOT_VERSION: u16 = 2;
+pub const SNAPSHOT_VERSION: u16 = 3;
+/// The version with pack references but no status, root attributes or owner names.
+const SNAPSHOT_VERSION_PACKS: u16 = 2;
 /// The version whose header lists every referenced blob id ([`References::Blobs`]).
 const SNAPSHOT_VERSION_BLOB_IDS: u16 = 1;
 
-/// The server-readable header; `R` is the references' form (by version).
+/// The server-readable header; `R` is the references' form (by version), `S` the status
+/// (`()` before version 3: postcard writes nothing for it).
 #[derive(Debug, Serialize, Deserialize)]
-struct SnapshotHeader<R> {
+struct SnapshotHeader<R, S> {
     id: SnapshotId,
     account: AccountId,
     job: Option<JobId>,
@@ -44,6 +52,7 @@ struct SnapshotHeader<R> {
     stats: BackupStats,
     encrypted: bool,
     references: R,
+    status: S,
 }
 
 /// The blobs a snapshot uses in one pack: a bitmap over the pack trailer's entries.
@@ -144,9 +153,42 @@ pub enum References {
     Blobs(Vec<ChunkId>),
 }
 
+/// The sealed metadata; `X` is what version 3 adds (`()` before).
 #[derive(Debug, Serialize, Deserialize)]
-struct SnapshotMeta {
+struct SnapshotMeta<X> {
     roots: Vec<(u8, ChunkId)>,
+    extra: X,
+}
+
+/// What version 3 adds to the sealed metadata.
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct MetaExtra {
+    root_attrs: Vec<(u8, Attrs)>,
+    users: Vec<(u32, String)>,
+    groups: Vec<(u32, String)>,
+}
+
+/// The names of the owners a snapshot's trees record, for restores onto another server.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct OwnerNames {
+    /// User id and name.
+    pub users: Vec<(u32, String)>,
+    /// Group id and name.
+    pub groups: Vec<(u32, String)>,
+}
+
+/// What the sealed part of a snapshot object holds.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct SnapshotContent {
+    /// Root tree of each item.
+    pub roots: Vec<(ItemKind, ChunkId)>,
+    /// How the snapshot's tree blobs are encoded.
+    pub trees: TreeVersion,
+    /// The item roots' own attributes (mode, owner, mtime, extended attributes), for the
+    /// tree items that have them (version 3).
+    pub root_attrs: Vec<(ItemKind, Attrs)>,
+    /// Names of the owners recorded in the trees (version 3).
+    pub names: OwnerNames,
 }
 
 /// A snapshot as stored: the catalog view, the blobs it references and each item's root.
@@ -156,16 +198,16 @@ pub struct SnapshotObject {
     pub snapshot: Snapshot,
     /// Every blob (data and tree) the snapshot needs.
     pub references: References,
-    /// Root tree of each item; `None` when read without the content key.
-    pub roots: Option<Vec<(ItemKind, ChunkId)>>,
+    /// The sealed part (roots and attributes); `None` when read without the content key.
+    pub content: Option<SnapshotContent>,
 }
 
 impl SnapshotObject {
     /// Encodes the object, sealing the roots with `session`.
     pub fn encode(&self, keys: &ServerKeys, session: &dyn SealSession) -> Result<Vec<u8>> {
         let s = &self.snapshot;
-        let roots = self
-            .roots
+        let content = self
+            .content
             .as_ref()
             .ok_or_else(|| Error::invalid("snapshot object", "roots are required to write"))?;
         let header = SnapshotHeader {
@@ -179,14 +221,35 @@ impl SnapshotObject {
             stats: s.stats,
             encrypted: s.encrypted,
             references: (),
+            status: (),
         };
-        let (version, header) = match &self.references {
-            References::Packs(refs) => (SNAPSHOT_VERSION, encode(&header.map(|()| refs))?),
-            References::Blobs(ids) => (SNAPSHOT_VERSION_BLOB_IDS, encode(&header.map(|()| ids))?),
+        let roots = content
+            .roots
+            .iter()
+            .map(|(k, id)| (k.code(), *id))
+            .collect();
+        // Version 1 is written only for tests of old repositories; it has version 1 trees.
+        let (version, header, mut sealed) = match &self.references {
+            References::Packs(refs) => (
+                SNAPSHOT_VERSION,
+                encode(&header.map(|()| refs).with_status(s.status.code()))?,
+                encode(&SnapshotMeta {
+                    roots,
+                    extra: MetaExtra {
+                        root_attrs: (content.root_attrs.iter())
+                            .map(|(k, a)| (k.code(), a.clone()))
+                            .collect(),
+                        users: content.names.users.clone(),
+                        groups: content.names.groups.clone(),
+                    },
+                })?,
+            ),
+            References::Blobs(ids) => (
+                SNAPSHOT_VERSION_BLOB_IDS,
+                encode(&header.map(|()| ids))?,
+                encode(&SnapshotMeta { roots, extra: () })?,
+            ),
         };
-        let mut sealed = encode(&SnapshotMeta {
-            roots: roots.iter().map(|(k, id)| (k.code(), *id)).collect(),
-        })?;
         session.seal(s.id.as_bytes(), &mut sealed)?;
         let seal_header = session.header();
 
@@ -231,17 +294,31 @@ impl SnapshotObject {
         let mut r = ByteReader::new(body, &object);
         let version = r.magic_and_versions(
             SNAPSHOT_MAGIC,
-            &[SNAPSHOT_VERSION_BLOB_IDS, SNAPSHOT_VERSION],
+            &[
+                SNAPSHOT_VERSION_BLOB_IDS,
+                SNAPSHOT_VERSION_PACKS,
+                SNAPSHOT_VERSION,
+            ],
         )?;
         let hlen = r.u32()? as usize;
         let header = r.bytes(hlen)?;
-        let header: SnapshotHeader<References> = if version == SNAPSHOT_VERSION {
-            let h: SnapshotHeader<Vec<PackReference>> = decode(header, &object)?;
-            check_pack_references(&h.references, &object)?;
-            h.map(References::Packs)
-        } else {
-            let h: SnapshotHeader<Vec<ChunkId>> = decode(header, &object)?;
-            h.map(References::Blobs)
+        let header: SnapshotHeader<References, u8> = match version {
+            SNAPSHOT_VERSION => {
+                let h: SnapshotHeader<Vec<PackReference>, u8> = decode(header, &object)?;
+                check_pack_references(&h.references, &object)?;
+                h.map(References::Packs)
+            }
+            SNAPSHOT_VERSION_PACKS => {
+                let h: SnapshotHeader<Vec<PackReference>, ()> = decode(header, &object)?;
+                check_pack_references(&h.references, &object)?;
+                h.map(References::Packs)
+                    .with_status(SnapshotStatus::Complete.code())
+            }
+            _ => {
+                let h: SnapshotHeader<Vec<ChunkId>, ()> = decode(header, &object)?;
+                h.map(References::Blobs)
+                    .with_status(SnapshotStatus::Complete.code())
+            }
         };
         let slen = usize::from(r.u16()?);
         let seal_header = r.bytes(slen)?;
@@ -274,21 +351,44 @@ impl SnapshotObject {
                 stats: *stats,
             });
         }
-        let roots = match opener {
+        let status = SnapshotStatus::from_code(header.status)
+            .ok_or_else(|| Error::integrity(&object, "unknown snapshot status"))?;
+        let item_kind = |code: u8| {
+            ItemKind::from_code(code)
+                .ok_or_else(|| Error::integrity(&object, format!("unknown item kind {code}")))
+        };
+        let content = match opener {
             None => None,
             Some(opener) => {
                 let session = opener.open_session(seal_header)?;
                 let mut buf = sealed.to_vec();
                 session.open(id.as_bytes(), &mut buf)?;
-                let meta: SnapshotMeta = decode(&buf, &object)?;
-                let mut roots = Vec::with_capacity(meta.roots.len());
+                let (meta, trees) = if version == SNAPSHOT_VERSION {
+                    let m: SnapshotMeta<MetaExtra> = decode(&buf, &object)?;
+                    (m, TreeVersion::V2)
+                } else {
+                    let m: SnapshotMeta<()> = decode(&buf, &object)?;
+                    let m = SnapshotMeta {
+                        roots: m.roots,
+                        extra: MetaExtra::default(),
+                    };
+                    (m, TreeVersion::V1)
+                };
+                let mut content = SnapshotContent {
+                    trees,
+                    names: OwnerNames {
+                        users: meta.extra.users,
+                        groups: meta.extra.groups,
+                    },
+                    ..SnapshotContent::default()
+                };
                 for (code, tree) in meta.roots {
-                    let kind = ItemKind::from_code(code).ok_or_else(|| {
-                        Error::integrity(&object, format!("unknown item kind {code}"))
-                    })?;
-                    roots.push((kind, tree));
+                    content.roots.push((item_kind(code)?, tree));
                 }
-                Some(roots)
+                for (code, attrs) in meta.extra.root_attrs {
+                    content.root_attrs.push((item_kind(code)?, attrs));
+                }
+                Some(content)
             }
         };
         Ok(Self {
@@ -299,19 +399,20 @@ impl SnapshotObject {
                 destination: header.destination,
                 created,
                 kind,
+                status,
                 items,
                 encrypted: header.encrypted,
                 locked: false,
                 stats: header.stats,
             },
             references: header.references,
-            roots,
+            content,
         })
     }
 }
 
-impl<R> SnapshotHeader<R> {
-    fn map<S>(self, f: impl FnOnce(R) -> S) -> SnapshotHeader<S> {
+impl<R, S> SnapshotHeader<R, S> {
+    fn map<T>(self, f: impl FnOnce(R) -> T) -> SnapshotHeader<T, S> {
         SnapshotHeader {
             id: self.id,
             account: self.account,
@@ -323,6 +424,25 @@ impl<R> SnapshotHeader<R> {
             stats: self.stats,
             encrypted: self.encrypted,
             references: f(self.references),
+            status: self.status,
+        }
+    }
+}
+
+impl<R> SnapshotHeader<R, ()> {
+    fn with_status<S>(self, status: S) -> SnapshotHeader<R, S> {
+        SnapshotHeader {
+            id: self.id,
+            account: self.account,
+            job: self.job,
+            destination: self.destination,
+            created_ms: self.created_ms,
+            kind: self.kind,
+            items: self.items,
+            stats: self.stats,
+            encrypted: self.encrypted,
+            references: self.references,
+            status,
         }
     }
 }

@@ -15,6 +15,40 @@ fn crypto() -> Arc<PlainCrypto> {
 }
 
 fn object(account: AccountId, refs: References, files: u64) -> SnapshotObject {
+    // Version 3 (pack references) carries the status, root attributes and owner names;
+    // version 1 none of them.
+    let v3 = matches!(refs, References::Packs(_));
+    let content = if v3 {
+        SnapshotContent {
+            roots: vec![(ItemKind::HomeDir, ChunkId([3; 32]))],
+            trees: TreeVersion::V2,
+            root_attrs: vec![(
+                ItemKind::HomeDir,
+                Attrs {
+                    mode: 0o711,
+                    mtime_ns: -5,
+                    owner: Some(Owner {
+                        uid: 1001,
+                        gid: 1002,
+                    }),
+                    xattrs: vec![Xattr {
+                        name: b"user.x".to_vec(),
+                        value: vec![0, 1, 2],
+                    }],
+                },
+            )],
+            names: OwnerNames {
+                users: vec![(1001, "alice".into())],
+                groups: vec![(1002, "alice".into())],
+            },
+        }
+    } else {
+        SnapshotContent {
+            roots: vec![(ItemKind::HomeDir, ChunkId([3; 32]))],
+            trees: TreeVersion::V1,
+            ..SnapshotContent::default()
+        }
+    };
     SnapshotObject {
         snapshot: Snapshot {
             id: SnapshotId::new(),
@@ -23,6 +57,11 @@ fn object(account: AccountId, refs: References, files: u64) -> SnapshotObject {
             destination: DestinationId::new(),
             created: Utc.timestamp_millis_opt(1_700_000_000_123).unwrap(),
             kind: SnapshotKind::Scheduled,
+            status: if v3 {
+                crate::model::SnapshotStatus::Partial
+            } else {
+                crate::model::SnapshotStatus::Complete
+            },
             items: vec![SnapshotItem {
                 kind: ItemKind::HomeDir,
                 stats: ItemStats {
@@ -40,7 +79,7 @@ fn object(account: AccountId, refs: References, files: u64) -> SnapshotObject {
             },
         },
         references: refs,
-        roots: Some(vec![(ItemKind::HomeDir, ChunkId([3; 32]))]),
+        content: Some(content),
     }
 }
 
@@ -75,7 +114,7 @@ proptest! {
         let back = SnapshotObject::decode(c.server_keys(), Some(c.as_ref()), account, obj.snapshot.id, &bytes).unwrap();
         prop_assert_eq!(&back, &obj);
         let no_key = SnapshotObject::decode(c.server_keys(), None, account, obj.snapshot.id, &bytes).unwrap();
-        prop_assert_eq!(no_key.roots, None);
+        prop_assert_eq!(no_key.content, None);
         prop_assert_eq!(no_key.snapshot, obj.snapshot);
     }
 
@@ -83,7 +122,8 @@ proptest! {
     fn other_parsers_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..300)) {
         let c = crypto();
         let _ = RepoConfig::decode(&bytes);
-        let _ = Tree::decode(&bytes, &ChunkId([0; 32]));
+        let _ = Tree::decode(&bytes, &ChunkId([0; 32]), TreeVersion::V1);
+        let _ = Tree::decode(&bytes, &ChunkId([0; 32]), TreeVersion::V2);
         let _ = decode_account(c.server_keys(), &bytes);
         let mut framed = CONFIG_MAGIC.to_vec();
         framed.extend_from_slice(&FORMAT_VERSION.to_le_bytes());
@@ -238,7 +278,8 @@ async fn repository_init_is_idempotent_and_index_round_trips() {
     );
 }
 
-/// The example header of docs/format.md section 8: 112 bytes, ending in the one reference.
+/// The example header of docs/format.md section 8: 113 bytes, ending in the one reference
+/// and the status.
 #[test]
 fn snapshot_header_matches_the_documented_example() {
     let c = crypto();
@@ -250,6 +291,7 @@ fn snapshot_header_matches_the_documented_example() {
         3,
     );
     obj.snapshot.job = None;
+    obj.snapshot.status = crate::model::SnapshotStatus::Complete;
     obj.snapshot.encrypted = true;
     obj.snapshot.stats = BackupStats::default();
     obj.snapshot.items[0].stats = ItemStats {
@@ -261,13 +303,14 @@ fn snapshot_header_matches_the_documented_example() {
     let bytes = obj
         .encode(c.server_keys(), c.begin().unwrap().as_ref())
         .unwrap();
-    assert_eq!(&bytes[8..10], &[2, 0], "version 2");
+    assert_eq!(&bytes[8..10], &[3, 0], "version 3");
     let h = u32::from_le_bytes(bytes[10..14].try_into().unwrap()) as usize;
-    assert_eq!(h, 112);
+    assert_eq!(h, 113);
     let header = &bytes[14..14 + h];
     let mut tail = vec![0x01];
     tail.extend_from_slice(&[0xab; 32]);
-    tail.extend_from_slice(&[0x01, 0x01]);
+    // One reference (entry 0), then the status: complete.
+    tail.extend_from_slice(&[0x01, 0x01, 0x01]);
     assert!(header.ends_with(&tail));
     // Ten zero stats, then `encrypted`.
     assert!(header[..header.len() - tail.len()].ends_with(&[0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1]));

@@ -65,6 +65,7 @@ pub(crate) async fn restore_all(
                 owner_key: key,
                 merge: false,
                 dry_run: false,
+                ownership: Default::default(),
             },
             &progress,
         )
