@@ -3,13 +3,15 @@
 //! rows intact (and the new columns filled in).
 //!
 //! The old catalog is made by hand: the first migration only (sqlx's `Migrator::run_to`),
-//! then rows inserted with the statements version 1 used.
+//! then rows inserted with the statements version 1 used, holding the JSON that code wrote
+//! (snapshots without a `status`, which read back as complete).
 
 mod common;
 
 use backup_catalog::{AccountUsage, PgCatalog, SqliteCatalog};
 use backup_core::model::{
     Account, DownloadRequest, ItemKind, ItemSelection, PathSelection, Snapshot, SnapshotId,
+    SnapshotStatus,
 };
 use chrono::{DateTime, Utc};
 use common::{PgSchema, snapshot};
@@ -118,6 +120,19 @@ fn old_rows() -> Old {
     }
 }
 
+/// A snapshot's JSON as written before snapshots had a status.
+fn v1_snapshot_json(s: &Snapshot) -> String {
+    assert_eq!(
+        s.status,
+        SnapshotStatus::Complete,
+        "version 1 knew only complete backups"
+    );
+    let mut value = serde_json::to_value(s).unwrap();
+    let removed = value.as_object_mut().unwrap().remove("status");
+    assert_eq!(removed, Some(serde_json::json!("complete")));
+    value.to_string()
+}
+
 fn time(t: DateTime<Utc>) -> (i64, i64) {
     (t.timestamp(), i64::from(t.timestamp_subsec_nanos()))
 }
@@ -140,7 +155,7 @@ macro_rules! insert_old {
                 .bind(s.account.to_string())
                 .bind(secs)
                 .bind(nanos)
-                .bind(serde_json::to_string(s).unwrap())
+                .bind(v1_snapshot_json(s))
                 .execute($pool)
                 .await
                 .unwrap();
@@ -165,17 +180,19 @@ macro_rules! insert_old {
     }};
 }
 
-/// The migrated catalog holds every old row, with usage filled in from the old snapshots,
-/// and takes new writes.
+/// The migrated catalog holds every old row (its snapshots complete), with usage filled in
+/// from the old snapshots, and takes new writes (of either status).
 async fn check_migrated<C: common::Reports>(c: &C, old: &Old, applied: i64) {
     assert_eq!(applied, 2, "both migrations recorded");
     assert_eq!(
         c.get_account(old.account.id).await.unwrap(),
         Some(old.account.clone())
     );
-    assert_eq!(
-        c.list_snapshots(old.account.id).await.unwrap(),
-        old.snapshots
+    let listed = c.list_snapshots(old.account.id).await.unwrap();
+    assert_eq!(listed, old.snapshots);
+    assert!(
+        listed.iter().all(|s| s.status == SnapshotStatus::Complete),
+        "snapshots recorded before the status read back complete"
     );
     assert_eq!(
         c.list_downloads(old.account.id).await.unwrap(),
@@ -201,8 +218,10 @@ async fn check_migrated<C: common::Reports>(c: &C, old: &Old, applied: i64) {
     expected.sort_by_key(|u| u.account.to_string());
     assert_eq!(c.usage().await.unwrap(), expected);
 
-    let newer = snapshot(old.account.id, 1, 10);
+    let mut newer = snapshot(old.account.id, 1, 10);
+    newer.status = SnapshotStatus::Partial;
     c.put_snapshot(&newer).await.unwrap();
+    assert_eq!(c.get_snapshot(newer.id).await.unwrap(), Some(newer.clone()));
     let usage = c.usage().await.unwrap();
     let mine = usage.iter().find(|u| u.account == old.account.id).unwrap();
     assert_eq!((mine.snapshots, mine.bytes_stored), (3, (1 << 40) + 17));

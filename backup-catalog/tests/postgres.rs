@@ -272,6 +272,24 @@ async fn a_corrupt_row_is_an_error_naming_it() {
     schema.drop().await;
 }
 
+#[tokio::test]
+#[ignore = "needs PostgreSQL: run scripts/test.sh"]
+async fn an_unknown_snapshot_status_is_an_error_naming_the_row() {
+    let (catalog, schema) = pg_catalog().await;
+    let pool = catalog.pool().clone();
+    common::check_unknown_status(&catalog, |data, id| async move {
+        sqlx::query("UPDATE snapshots SET data = $1 WHERE id = $2")
+            .bind(data)
+            .bind(id)
+            .execute(&pool)
+            .await
+            .unwrap();
+    })
+    .await;
+    catalog.close().await;
+    schema.drop().await;
+}
+
 /// A database that is not there is a database error, not a hang or a panic.
 #[tokio::test]
 #[ignore = "needs PostgreSQL: run scripts/test.sh"]

@@ -9,7 +9,7 @@ use backup_catalog::SqliteCatalog;
 use backup_core::ErrorKind;
 use backup_core::model::{
     Account, BackupStats, Destination, DestinationId, Organization, Snapshot, SnapshotId,
-    SnapshotKind,
+    SnapshotKind, SnapshotStatus,
 };
 use backup_core::ports::Catalog;
 use chrono::{TimeDelta, Utc};
@@ -22,6 +22,7 @@ fn snapshot(account: &Account, minutes_ago: i64) -> Snapshot {
         destination: DestinationId::new(),
         created: Utc::now() - TimeDelta::minutes(minutes_ago),
         kind: SnapshotKind::Scheduled,
+        status: SnapshotStatus::Complete,
         items: Vec::new(),
         encrypted: false,
         locked: false,
@@ -198,6 +199,21 @@ async fn a_corrupt_row_is_an_error_naming_it() {
     let source = std::error::Error::source(&err).unwrap().to_string();
     assert!(source.contains(&account.id.to_string()), "{source}");
     assert!(catalog.list_accounts().await.is_err());
+}
+
+#[tokio::test]
+async fn an_unknown_snapshot_status_is_an_error_naming_the_row() {
+    let catalog = SqliteCatalog::in_memory().await.unwrap();
+    let pool = catalog.pool().clone();
+    common::check_unknown_status(&catalog, |data, id| async move {
+        sqlx::query("UPDATE snapshots SET data = $1 WHERE id = $2")
+            .bind(data)
+            .bind(id)
+            .execute(&pool)
+            .await
+            .unwrap();
+    })
+    .await;
 }
 
 #[tokio::test]

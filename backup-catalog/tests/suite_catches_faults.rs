@@ -5,7 +5,8 @@ use async_trait::async_trait;
 use backup_core::Result;
 use backup_core::model::{
     Account, AccountId, Destination, DestinationId, DownloadId, DownloadRequest, Job, JobId,
-    Organization, OrganizationId, PriorityGroup, PriorityGroupId, Snapshot, SnapshotId, Tag, TagId,
+    Organization, OrganizationId, PriorityGroup, PriorityGroupId, Snapshot, SnapshotId,
+    SnapshotStatus, Tag, TagId,
 };
 use backup_core::ports::{Catalog, MemoryCatalog};
 
@@ -35,6 +36,8 @@ enum Fault {
     MissingOrgIsError,
     /// Listing snapshots of one account shows everyone's.
     SnapshotsOfEveryone,
+    /// A snapshot's status is not stored: every snapshot reads back complete.
+    StatusNotStored,
 }
 
 #[derive(Debug)]
@@ -170,6 +173,16 @@ impl Catalog for Faulty {
     }
 
     async fn put_snapshot(&self, snapshot: &Snapshot) -> Result<()> {
+        if matches!(self.fault, Fault::StatusNotStored) {
+            let status = SnapshotStatus::Complete;
+            return self
+                .inner
+                .put_snapshot(&Snapshot {
+                    status,
+                    ..snapshot.clone()
+                })
+                .await;
+        }
         self.inner.put_snapshot(snapshot).await
     }
     async fn get_snapshot(&self, id: SnapshotId) -> Result<Option<Snapshot>> {
@@ -242,6 +255,7 @@ async fn every_fault_fails_the_suite() {
         Fault::EmptyKeyAbsent,
         Fault::MissingOrgIsError,
         Fault::SnapshotsOfEveryone,
+        Fault::StatusNotStored,
     ];
     for fault in faults {
         let catalog = Faulty {

@@ -9,7 +9,7 @@ use backup_core::model::{
     Account, AccountId, BackupStats, Destination, DestinationId, DownloadId, DownloadRequest,
     DownloadStatus, EncryptionMode, ItemKind, ItemSelection, ItemStats, Job, JobId, Organization,
     OrganizationId, PathSelection, PriorityGroup, PriorityGroupId, Schedule, Snapshot, SnapshotId,
-    SnapshotItem, SnapshotKind, StorageQuota, Tag, TagColor, TagId,
+    SnapshotItem, SnapshotKind, SnapshotStatus, StorageQuota, Tag, TagColor, TagId,
 };
 use backup_core::ports::Catalog;
 use chrono::{DateTime, Utc};
@@ -329,6 +329,7 @@ impl Timed for Snapshot {
             destination: DestinationId::new(),
             created,
             kind: SnapshotKind::OnDemand,
+            status: SnapshotStatus::Complete,
             items: vec![
                 SnapshotItem {
                     kind: ItemKind::HomeDir,
@@ -359,6 +360,7 @@ impl Timed for Snapshot {
         self.created = created;
         self.locked = true;
         self.kind = SnapshotKind::Safety;
+        self.status = SnapshotStatus::Partial;
     }
     async fn put(c: &dyn Catalog, v: &Self) -> Result<()> {
         c.put_snapshot(v).await

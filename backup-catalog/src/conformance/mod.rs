@@ -19,7 +19,8 @@
 //! logins and destination names are unique ([`backup_core::Error::AlreadyExists`] naming the
 //! clashing value, on insert and on rename, while re-putting a row with its own name is
 //! fine and a rename frees the old name); `find_accounts` returns every account with the
-//! username, by id; snapshot and download lists hold only the given account's rows; key
+//! username, by id; snapshot and download lists hold only the given account's rows; a
+//! snapshot's status (complete or partial) reads back as put, from `get` and lists; key
 //! envelopes are stored, replaced (an empty one stays present), read and deleted per
 //! account; deleting an account removes its snapshot rows, downloads and key envelope, and
 //! nothing of another account.

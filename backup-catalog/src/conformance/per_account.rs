@@ -1,7 +1,7 @@
 //! Checks of the rows that belong to an account: snapshots, downloads, key envelopes, and
 //! what deleting an account removes.
 
-use backup_core::model::{Account, AccountId, DownloadRequest, Snapshot};
+use backup_core::model::{Account, AccountId, DownloadRequest, Snapshot, SnapshotStatus};
 use backup_core::ports::Catalog;
 use chrono::{TimeDelta, Utc};
 use uuid::Uuid;
@@ -10,9 +10,59 @@ use super::entities::{Named, Timed};
 use super::{ascending_ids, ok, token};
 
 /// Snapshots: round trips, listed oldest first (ties by id, microseconds apart still
-/// ordered) and only for the given account, replace, delete.
+/// ordered) and only for the given account, replace, delete; each status (complete,
+/// partial) reads back as put, from `get` and from the list.
 pub async fn snapshots(catalog: &dyn Catalog) {
     timed::<Snapshot>(catalog).await;
+    snapshot_statuses(catalog).await;
+}
+
+/// A complete and a partial snapshot of one account keep their status through `get` and
+/// `list_snapshots`.
+async fn snapshot_statuses(c: &dyn Catalog) {
+    let account = fresh_account(c).await.id;
+    let base = Utc::now();
+    let statuses = [SnapshotStatus::Complete, SnapshotStatus::Partial];
+    let mut snaps = Vec::new();
+    for (i, status) in statuses.into_iter().enumerate() {
+        let created = base + TimeDelta::seconds(i as i64);
+        let mut s = Snapshot::sample(account, Uuid::new_v4().into(), created);
+        s.status = status;
+        ok(
+            c.put_snapshot(&s).await,
+            format_args!("put {status} snapshot"),
+        );
+        snaps.push(s);
+    }
+    for s in &snaps {
+        let got = ok(
+            c.get_snapshot(s.id).await,
+            format_args!("get {} snapshot", s.status),
+        );
+        assert_eq!(
+            got.as_ref().map(|g| g.status),
+            Some(s.status),
+            "conformance: a {} snapshot should read back with its status",
+            s.status
+        );
+        assert_eq!(
+            got.as_ref(),
+            Some(s),
+            "conformance: get should return the {} snapshot as put",
+            s.status
+        );
+    }
+    let listed = ok(c.list_snapshots(account).await, "list snapshots");
+    assert_eq!(
+        listed.iter().map(|s| s.status).collect::<Vec<_>>(),
+        statuses,
+        "conformance: listed snapshots should keep their status (complete, then partial)"
+    );
+    assert_eq!(
+        listed, snaps,
+        "conformance: listed snapshots should be as put"
+    );
+    ok(c.delete_account(account).await, "delete account");
 }
 
 /// Download requests: the same checks as [`snapshots`].

@@ -8,6 +8,7 @@ use std::str::FromStr;
 use backup_catalog::{AccountUsage, PgCatalog, SqliteCatalog};
 use backup_core::model::{
     Account, AccountId, BackupStats, DestinationId, Snapshot, SnapshotId, SnapshotKind,
+    SnapshotStatus,
 };
 use backup_core::ports::Catalog;
 use chrono::{TimeDelta, Utc};
@@ -96,6 +97,7 @@ pub fn snapshot(account: AccountId, minutes_ago: i64, bytes: u64) -> Snapshot {
         destination: DestinationId::new(),
         created: Utc::now() - TimeDelta::minutes(minutes_ago),
         kind: SnapshotKind::Scheduled,
+        status: SnapshotStatus::Complete,
         items: Vec::new(),
         encrypted: false,
         locked: false,
@@ -187,6 +189,7 @@ pub async fn check_usage(c: &impl Reports) {
     let mut s3 = snapshot(b.id, 10, 7);
     let first = s3.clone();
     s3.stats.bytes_stored = 8;
+    s3.status = SnapshotStatus::Partial;
     let mut s2b = s2.clone();
     s2b.stats.bytes_stored = 22;
     c.bulk(&[first, s2b.clone(), s3.clone()]).await.unwrap();
@@ -242,4 +245,28 @@ pub async fn check_orphans(c: &impl Reports) {
     c.put_account(&adopted).await.unwrap();
     expected.drain(2..4);
     assert_eq!(c.orphans().await.unwrap(), expected);
+}
+
+/// A stored snapshot whose status this version does not know (`interrupted`) is an error
+/// naming the row, from `get` and from the list, like any row that does not decode.
+/// `corrupt` replaces the row's `data` (`$1`) by id (`$2`).
+pub async fn check_unknown_status<F, Fut>(c: &impl Reports, corrupt: F)
+where
+    F: FnOnce(String, String) -> Fut,
+    Fut: Future<Output = ()>,
+{
+    let account = Account::new("status").unwrap();
+    c.put_account(&account).await.unwrap();
+    let s = snapshot(account.id, 5, 1);
+    c.put_snapshot(&s).await.unwrap();
+    let mut data = serde_json::to_value(&s).unwrap();
+    data["status"] = serde_json::json!("interrupted");
+    corrupt(data.to_string(), s.id.to_string()).await;
+
+    let err = c.get_snapshot(s.id).await.unwrap_err();
+    assert_eq!(err.kind(), backup_core::ErrorKind::Io);
+    let source = std::error::Error::source(&err).unwrap().to_string();
+    assert!(source.contains(&s.id.to_string()), "{source}");
+    assert!(source.contains("interrupted"), "{source}");
+    assert!(c.list_snapshots(account.id).await.is_err());
 }
