@@ -647,6 +647,15 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                     ok = false;
                     println!("  problem: {}: {}", p.object, p.reason);
                 }
+                for pack in &r.damaged_packs {
+                    println!("  damaged pack {pack} (the next backup stores its blobs again)");
+                }
+                for a in &r.affected {
+                    println!("  snapshot {} needs a damaged pack", a.snapshot);
+                    for e in &a.entries.entries {
+                        println!("    {} {}: {}", e.item, e.path, e.reason);
+                    }
+                }
             }
             if reports.is_empty() {
                 println!("account {} has no snapshots", account.username);

@@ -955,3 +955,84 @@ async fn stat_cache_skips_unchanged_files_and_catches_changes() {
         "a damaged cache is not used at all"
     );
 }
+
+/// A damaged pack found by `verify --read-data` names the snapshots and files it affects and
+/// is recorded; the next backup stores those chunks again, and from then on every snapshot,
+/// the damaged one included, restores whole.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn verify_records_damage_and_the_next_backup_heals_it() {
+    let live = tempfile::tempdir().unwrap();
+    make_account(live.path(), 11);
+    let f = fixture(Account::new("judy").unwrap()).await;
+    let first = backup(&f, live.path()).await;
+    let packs = list_objects(&f.store, "packs").await;
+    let mut biggest: Option<(StorePath, bytes::Bytes)> = None;
+    for p in &packs {
+        let bytes = f.store.get(p).await.unwrap().bytes().await.unwrap();
+        if biggest.as_ref().is_none_or(|(_, b)| bytes.len() > b.len()) {
+            biggest = Some((p.clone(), bytes));
+        }
+    }
+    let (path, bytes) = biggest.unwrap();
+    let mut bad = bytes.to_vec();
+    let mid = bad.len() / 2;
+    bad[mid] ^= 0x40;
+    f.store.put(&path, bad.into()).await.unwrap();
+
+    let report = engine::verify(
+        &f.handle,
+        &[],
+        engine::VerifyOptions {
+            read_data: true,
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    assert!(!report.is_ok());
+    assert_eq!(report.damaged_packs.len(), 1, "{report:?}");
+    assert_eq!(report.affected.len(), 1, "{report:?}");
+    assert_eq!(report.affected[0].snapshot, first.id);
+    let named = &report.affected[0].entries;
+    assert!(!named.is_empty(), "no affected file named");
+    // A restore fails no file verify did not name (verify names every file with content in
+    // the damaged pack; a restore fails those whose own blobs fail authentication).
+    let target = tempfile::tempdir().unwrap();
+    let plan = RestorePlan::new(f.account.id).whole_snapshot(&first);
+    let restored = engine::restore(
+        &f.handle,
+        &plan,
+        std::slice::from_ref(&first),
+        &FsAccount::new(target.path()),
+        &no_progress(),
+    )
+    .await
+    .unwrap();
+    assert!(!restored.failed.is_empty());
+    for e in &restored.failed.entries {
+        assert!(
+            named.entries.iter().any(|n| n.path == e.path),
+            "{} failed but was not named by verify",
+            e.path
+        );
+    }
+
+    // The next backup (every file read again: no stat cache) stores the lost chunks anew.
+    let second = backup(&f, live.path()).await;
+    assert!(second.stats.bytes_new > 0, "nothing was stored again");
+    for snap in [&second, &first] {
+        let target = tempfile::tempdir().unwrap();
+        let plan = RestorePlan::new(f.account.id).whole_snapshot(snap);
+        let report = engine::restore(
+            &f.handle,
+            &plan,
+            std::slice::from_ref(snap),
+            &FsAccount::new(target.path()),
+            &no_progress(),
+        )
+        .await
+        .unwrap();
+        assert!(report.failed.is_empty(), "{:?}", report.failed);
+        assert_eq!(list_files(target.path()), list_files(live.path()));
+    }
+}

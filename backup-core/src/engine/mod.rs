@@ -31,4 +31,4 @@ pub use progress::{
 pub use report::{BackupReport, ENTRIES_LISTED, EntryReport, EntryReports};
 pub use restore::{RestoreReport, dry_run, restore};
 pub use stat_cache::{FsStatCache, StatCacheStore};
-pub use verify::{VerifyOptions, VerifyProblem, VerifyReport, verify};
+pub use verify::{AffectedSnapshot, VerifyOptions, VerifyProblem, VerifyReport, verify};

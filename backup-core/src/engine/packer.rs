@@ -163,6 +163,10 @@ impl KnownBlobs {
         };
         let mut known = Self::default();
         for (pack, trailer) in locator.packs() {
+            // Blobs in a pack found damaged are stored again rather than reused.
+            if locator.is_damaged(pack) {
+                continue;
+            }
             let n = u32::try_from(known.packs.len()).map_err(|_| too_many())?;
             known.packs.push(*pack);
             for (i, e) in trailer.entries.iter().enumerate() {

@@ -2,13 +2,16 @@
 //! optionally, data (every pack read back and checked against its keyed id; with the content
 //! key, every blob opened and authenticated too).
 
-use std::collections::HashSet;
+use std::collections::{BTreeSet, HashSet};
+use std::sync::Arc;
 
 use futures::StreamExt;
 
+use super::reader::BlobReader;
+use super::report::{EntryReport, EntryReports};
 use crate::error::{Error, Result};
-use crate::model::{ChunkId, PackId, SnapshotId};
-use crate::repo::{AccountRepo, BlobCodec, References};
+use crate::model::{ChunkId, ItemKind, PackId, SnapshotId};
+use crate::repo::{AccountRepo, BlobCodec, BlobLocator, Node, References, TreeVersion};
 
 /// What to check.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -44,6 +47,22 @@ pub struct VerifyReport {
     pub bytes_read: u64,
     /// Problems; empty means the repository verified.
     pub problems: Vec<VerifyProblem>,
+    /// Packs found damaged by a data verification (recorded in the account's damaged-pack
+    /// list, so that the next backup stores their blobs again).
+    pub damaged_packs: Vec<PackId>,
+    /// The snapshots that need a damaged pack, each with the files and directories it
+    /// cannot restore (named when the content key is at hand; a file whose blobs another
+    /// pack also holds is not affected).
+    pub affected: Vec<AffectedSnapshot>,
+}
+
+/// A snapshot that needs a damaged pack.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AffectedSnapshot {
+    /// The snapshot.
+    pub snapshot: SnapshotId,
+    /// What it cannot restore; empty when read without the content key.
+    pub entries: EntryReports,
 }
 
 impl VerifyReport {
@@ -75,10 +94,12 @@ pub async fn verify(
     };
     let locator = repo.load_locator().await?;
     let mut referenced: HashSet<ChunkId> = HashSet::new();
+    let mut loaded = Vec::new();
     for id in &ids {
         report.snapshots += 1;
         match repo.load_snapshot(*id).await {
             Ok(obj) => {
+                loaded.push(obj.clone());
                 let mut mine: HashSet<ChunkId> = HashSet::new();
                 match &obj.references {
                     References::Packs(refs) => {
@@ -150,6 +171,7 @@ pub async fn verify(
     }
     let opener = repo.opener().cloned();
     let keys_holder = repo.sealer().clone();
+    let mut damaged: BTreeSet<PackId> = BTreeSet::new();
     let mut fetched = futures::stream::iter(packs)
         .map(|id| async move { (id, repo.get_pack(&id).await) })
         .buffer_unordered(4);
@@ -159,6 +181,7 @@ pub async fn verify(
             Ok(x) => x,
             Err(e @ (Error::Integrity { .. } | Error::UnsupportedVersion { .. })) => {
                 report.problem(format!("pack {id}"), e.to_string());
+                damaged.insert(id);
                 continue;
             }
             Err(e) => return Err(e),
@@ -169,6 +192,7 @@ pub async fn verify(
             Ok(s) => s,
             Err(e) => {
                 report.problem(format!("pack {id}"), e.to_string());
+                damaged.insert(id);
                 continue;
             }
         };
@@ -179,9 +203,137 @@ pub async fn verify(
             &trailer.entries,
             |e, opened| match opened {
                 Ok(_) => report.blobs_authenticated += 1,
-                Err(err) => report.problem(format!("blob {} in pack {id}", e.id), err.to_string()),
+                Err(err) => {
+                    damaged.insert(id);
+                    report.problem(format!("blob {} in pack {id}", e.id), err.to_string())
+                }
             },
         );
     }
+    drop(fetched);
+    if damaged.is_empty() {
+        return Ok(report);
+    }
+    report.damaged_packs = damaged.iter().copied().collect();
+    // Recorded so that the next backup heals; a destination that takes no writes (read
+    // only) keeps no list, and says so.
+    if let Err(e) = repo.mark_damaged(damaged.iter().copied()).await {
+        report.problem(
+            "damaged-pack list",
+            format!("could not be recorded, so backups still reuse these packs: {e}"),
+        );
+    }
+    let mut locator = BlobLocator::new();
+    locator.set_damaged(damaged.iter().copied());
+    let full = repo.load_locator().await?;
+    for (id, trailer) in full.packs() {
+        locator.add_pack(*id, trailer.clone());
+    }
+    let locator = Arc::new(locator);
+    for obj in loaded {
+        let needs = match &obj.references {
+            References::Packs(refs) => refs.iter().any(|r| damaged.contains(&r.pack)),
+            References::Blobs(ids) => ids.iter().any(|b| {
+                locator
+                    .locate(b)
+                    .is_none_or(|(pack, _)| damaged.contains(pack))
+            }),
+        };
+        if !needs {
+            continue;
+        }
+        let entries = match (&obj.content, repo.opener()) {
+            (Some(content), Some(_)) => {
+                let reader = BlobReader::new(
+                    repo.clone(),
+                    locator.clone(),
+                    tokio::runtime::Handle::current(),
+                    2,
+                )?;
+                let content = content.clone();
+                let locator = locator.clone();
+                tokio::task::spawn_blocking(move || {
+                    let mut walk = DamageWalk {
+                        reader,
+                        locator,
+                        version: content.trees,
+                        out: EntryReports::default(),
+                    };
+                    for (kind, tree) in &content.roots {
+                        walk.tree(*kind, tree, "");
+                    }
+                    walk.out
+                })
+                .await
+                .map_err(super::backup::join_error)?
+            }
+            _ => EntryReports::default(),
+        };
+        // A snapshot whose every blob another pack also holds restores whole.
+        if obj.content.is_some() && repo.opener().is_some() && entries.is_empty() {
+            continue;
+        }
+        report.affected.push(AffectedSnapshot {
+            snapshot: obj.snapshot.id,
+            entries,
+        });
+    }
     Ok(report)
+}
+
+/// Walks a snapshot's trees naming what a damaged pack keeps from being restored.
+struct DamageWalk {
+    reader: BlobReader,
+    locator: Arc<BlobLocator>,
+    version: TreeVersion,
+    out: EntryReports,
+}
+
+impl DamageWalk {
+    fn lost(&self, id: &ChunkId) -> bool {
+        self.locator
+            .locate(id)
+            .is_none_or(|(pack, _)| self.locator.is_damaged(pack))
+    }
+
+    fn tree(&mut self, kind: ItemKind, id: &ChunkId, rel: &str) {
+        if self.lost(id) {
+            self.out.add(EntryReport {
+                item: kind,
+                path: rel.to_owned(),
+                reason: "its directory listing is in a damaged pack".into(),
+            });
+            return;
+        }
+        let tree = match self.reader.tree(id, self.version) {
+            Ok(t) => t,
+            Err(e) => {
+                self.out.add(EntryReport {
+                    item: kind,
+                    path: rel.to_owned(),
+                    reason: e.to_string(),
+                });
+                return;
+            }
+        };
+        for e in tree.entries {
+            let name = String::from_utf8_lossy(&e.name);
+            let child = if rel.is_empty() {
+                name.into_owned()
+            } else {
+                format!("{rel}/{name}")
+            };
+            match &e.node {
+                Node::Dir { tree, .. } => self.tree(kind, tree, &child),
+                Node::File { chunks, .. } if chunks.iter().any(|c| self.lost(c)) => {
+                    self.out.add(EntryReport {
+                        item: kind,
+                        path: child,
+                        reason: "content in a damaged pack".into(),
+                    })
+                }
+                _ => {}
+            }
+        }
+    }
 }

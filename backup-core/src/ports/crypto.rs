@@ -28,16 +28,19 @@ pub enum MacDomain {
     Path,
     /// Account records (the settings a disaster recovery restores).
     Account,
+    /// The list of packs found damaged.
+    Damage,
 }
 
 impl MacDomain {
-    const ALL: [MacDomain; 6] = [
+    const ALL: [MacDomain; 7] = [
         MacDomain::Pack,
         MacDomain::Trailer,
         MacDomain::Snapshot,
         MacDomain::Index,
         MacDomain::Path,
         MacDomain::Account,
+        MacDomain::Damage,
     ];
 
     fn context(self) -> &'static str {
@@ -48,6 +51,7 @@ impl MacDomain {
             MacDomain::Index => "backup-engine 2026 repository v1 index mac",
             MacDomain::Path => "backup-engine 2026 repository v1 path hash",
             MacDomain::Account => "backup-engine 2026 repository v1 account record mac",
+            MacDomain::Damage => "backup-engine 2026 repository v1 damaged packs mac",
         }
     }
 
@@ -62,14 +66,14 @@ impl MacDomain {
 #[derive(Zeroize, ZeroizeOnDrop)]
 pub struct ServerKeys {
     dedup: [u8; 32],
-    macs: [[u8; 32]; 6],
+    macs: [[u8; 32]; 7],
     chunker_seed: u64,
 }
 
 impl ServerKeys {
     /// Builds the keys from the dedup key, the header MAC key and the chunker seed.
     pub fn new(dedup_key: [u8; 32], mac_key: [u8; 32], chunker_seed: u64) -> Self {
-        let mut macs = [[0u8; 32]; 6];
+        let mut macs = [[0u8; 32]; 7];
         for d in MacDomain::ALL {
             macs[d.slot()] = blake3::derive_key(d.context(), &mac_key);
         }

@@ -13,6 +13,7 @@
 
 mod account_record;
 mod config;
+mod damage;
 mod format;
 mod index;
 pub mod layout;
@@ -31,6 +32,7 @@ use object_store::{
 
 pub use account_record::{ACCOUNT_MAGIC, decode_account, encode_account};
 pub use config::{ChunkerParams, RepoConfig};
+pub use damage::{DAMAGE_MAGIC, decode_damage, encode_damage};
 pub use format::{
     CONFIG_MAGIC, FORMAT_VERSION, INDEX_MAGIC, PACK_MAGIC, SNAPSHOT_MAGIC, TRAILER_MAGIC,
 };
@@ -415,6 +417,7 @@ impl AccountRepo {
     pub async fn load_locator(&self) -> Result<BlobLocator> {
         let keys = self.sealer.server_keys();
         let mut locator = BlobLocator::new();
+        locator.set_damaged(self.load_damaged().await?);
         let prefix = layout::indexes(self.root(), self.account);
         let metas: Vec<_> = self.store().list(Some(&prefix)).try_collect().await?;
         let packs = self.list_packs().await?;
@@ -462,6 +465,33 @@ impl AccountRepo {
         }
         let bytes = encode_account(self.sealer.server_keys(), account)?;
         let path = layout::account(self.root(), self.account).join("account");
+        self.store().put(&path, PutPayload::from(bytes)).await?;
+        Ok(())
+    }
+
+    /// The packs a data verification found damaged (none when the list is missing; a list
+    /// that does not authenticate is an integrity error).
+    pub async fn load_damaged(&self) -> Result<std::collections::BTreeSet<PackId>> {
+        let path = layout::account(self.root(), self.account).join("damaged");
+        match self.store().get(&path).await {
+            Ok(r) => decode_damage(self.sealer.server_keys(), &r.bytes().await?),
+            Err(object_store::Error::NotFound { .. }) => Ok(Default::default()),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Adds packs to the damaged-pack list: the next backup stores again what it would
+    /// have reused from them, and restores read their blobs from other packs where any
+    /// holds them.
+    pub async fn mark_damaged(&self, packs: impl IntoIterator<Item = PackId>) -> Result<()> {
+        let mut all = self.load_damaged().await?;
+        let before = all.len();
+        all.extend(packs);
+        if all.len() == before {
+            return Ok(());
+        }
+        let bytes = encode_damage(self.sealer.server_keys(), &all)?;
+        let path = layout::account(self.root(), self.account).join("damaged");
         self.store().put(&path, PutPayload::from(bytes)).await?;
         Ok(())
     }

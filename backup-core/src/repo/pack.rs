@@ -842,6 +842,8 @@ pub struct BlobLocator {
     blobs: HashMap<ChunkId, (usize, usize), IdHasherBuilder>,
     packs: Vec<(PackId, PackTrailer)>,
     pack_positions: HashMap<PackId, usize, IdHasherBuilder>,
+    /// Packs found damaged: a blob is located in one only when no other pack holds it.
+    damaged: std::collections::HashSet<PackId, IdHasherBuilder>,
 }
 
 impl BlobLocator {
@@ -856,11 +858,34 @@ impl BlobLocator {
             return;
         }
         let pack = self.packs.len();
+        let damaged = self.damaged.contains(&id);
         for (entry, e) in trailer.entries.iter().enumerate() {
-            self.blobs.entry(e.id).or_insert((pack, entry));
+            match self.blobs.entry(e.id) {
+                std::collections::hash_map::Entry::Vacant(v) => {
+                    v.insert((pack, entry));
+                }
+                // A sound copy takes the place of one in a damaged pack.
+                std::collections::hash_map::Entry::Occupied(mut o) => {
+                    let held_by = self.packs[o.get().0].0;
+                    if !damaged && self.damaged.contains(&held_by) {
+                        o.insert((pack, entry));
+                    }
+                }
+            }
         }
         self.pack_positions.insert(id, pack);
         self.packs.push((id, trailer));
+    }
+
+    /// Marks packs as damaged (before their trailers are added: a blob they hold is then
+    /// located in another pack whenever one holds it).
+    pub fn set_damaged(&mut self, packs: impl IntoIterator<Item = PackId>) {
+        self.damaged.extend(packs);
+    }
+
+    /// Whether `pack` was found damaged.
+    pub fn is_damaged(&self, pack: &PackId) -> bool {
+        self.damaged.contains(pack)
     }
 
     /// Whether a blob is known.
