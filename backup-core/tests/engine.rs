@@ -1036,3 +1036,107 @@ async fn verify_records_damage_and_the_next_backup_heals_it() {
         assert_eq!(list_files(target.path()), list_files(live.path()));
     }
 }
+
+/// A 1 TiB sparse file with 1 MiB of data: the backup reads the data only, the restore
+/// allocates only the data (asserted on bytes read and blocks allocated, not on time).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_terabyte_sparse_file_costs_only_its_data() {
+    let live = tempfile::tempdir().unwrap();
+    let home = live.path().join("home");
+    std::fs::create_dir_all(&home).unwrap();
+    let path = home.join("disk.img");
+    let data = pseudo_random(1 << 20, 5);
+    {
+        use std::os::unix::fs::FileExt;
+        let f = std::fs::File::create(&path).unwrap();
+        f.set_len(1 << 40).unwrap();
+        f.write_all_at(&data, 300 << 30).unwrap();
+    }
+    let f = fixture(Account::new("kim").unwrap()).await;
+    let snap = backup(&f, live.path()).await;
+    assert!(
+        snap.stats.bytes_read < 2 << 20,
+        "read {} bytes of a file with 1 MiB of data",
+        snap.stats.bytes_read
+    );
+    let target = tempfile::tempdir().unwrap();
+    restore_all(&f, &snap, target.path()).await;
+    let restored = target.path().join("home/disk.img");
+    let meta = std::fs::metadata(&restored).unwrap();
+    use std::os::unix::fs::MetadataExt;
+    assert_eq!(meta.len(), 1 << 40);
+    assert!(
+        meta.blocks() * 512 < 4 << 20,
+        "the restore allocated {} bytes",
+        meta.blocks() * 512
+    );
+    let file = std::fs::File::open(&restored).unwrap();
+    let mut back = vec![0u8; data.len()];
+    std::os::unix::fs::FileExt::read_exact_at(&file, &mut back, 300 << 30).unwrap();
+    assert!(back == data, "the data came back different");
+    let mut zeros = vec![1u8; 4096];
+    std::os::unix::fs::FileExt::read_exact_at(&file, &mut zeros, 1 << 39).unwrap();
+    assert!(zeros.iter().all(|b| *b == 0));
+}
+
+/// A file written to while a backup reads it is named as changed (its stat before and after
+/// the read differ); the snapshot is still complete.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_file_written_during_the_backup_is_reported_as_changed() {
+    let live = tempfile::tempdir().unwrap();
+    let log = live.path().join("home/logs/access.log");
+    write(
+        live.path(),
+        "home/logs/access.log",
+        &pseudo_random(8 << 20, 3),
+    );
+    write(live.path(), "home/index.html", b"<h1>hi</h1>");
+    let f = fixture(Account::new("lena").unwrap()).await;
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let writer = {
+        let stop = stop.clone();
+        let log = log.clone();
+        std::thread::spawn(move || {
+            use std::os::unix::fs::FileExt;
+            let file = std::fs::OpenOptions::new().write(true).open(&log).unwrap();
+            let mut i = 0u64;
+            while !stop.load(Ordering::Relaxed) {
+                file.write_all_at(&i.to_le_bytes(), (i * 4099) % (8 << 20))
+                    .unwrap();
+                i += 1;
+            }
+        })
+    };
+    let mut reported = 0;
+    for _ in 0..10 {
+        let report = engine::backup(
+            &f.handle,
+            &BackupRequest::new(&f.account, DestinationId::new()),
+            &FsAccount::new(live.path()),
+            &no_progress(),
+        )
+        .await
+        .unwrap();
+        assert_eq!(report.snapshot.status, SnapshotStatus::Complete);
+        assert!(report.skipped.is_empty(), "{:?}", report.skipped);
+        if report
+            .changed
+            .entries
+            .iter()
+            .any(|e| e.path == "logs/access.log" && e.item == ItemKind::HomeDir)
+        {
+            reported += 1;
+        }
+        assert!(
+            !report
+                .changed
+                .entries
+                .iter()
+                .any(|e| e.path == "index.html"),
+            "an unchanged file was reported"
+        );
+    }
+    stop.store(true, Ordering::Relaxed);
+    writer.join().unwrap();
+    assert!(reported > 0, "a file written throughout was never reported");
+}

@@ -223,7 +223,7 @@ fn attrs(stat: &FileStat, xattrs: Vec<Xattr>) -> Attrs {
 
 /// What storing one regular file gave: its node and extended attributes, or why it was
 /// left out.
-type StoredFile = std::result::Result<(Node, Vec<Xattr>), String>;
+type StoredFile = std::result::Result<(Node, Vec<Xattr>), std::io::Error>;
 
 impl Walker {
     /// A walker over the given pipeline and caches.
@@ -355,21 +355,37 @@ impl Walker {
         }
         let file = match fsat::open_file_at(dir, name) {
             Ok(f) => f,
-            Err(e) => return Ok(Err(e.to_string())),
+            Err(e) => return Ok(Err(e)),
         };
         let before = match fsat::fstat(&file) {
             Ok(s) => s,
-            Err(e) => return Ok(Err(e.to_string())),
+            Err(e) => return Ok(Err(e)),
         };
-        if before.kind != FileType::RegularFile || !before.same_file(listed) {
-            return Ok(Err(replaced().to_string()));
+        // Only a regular file on the listed device is read. Another regular file put at
+        // the name since the listing (an editor's or an updater's atomic save renames a
+        // new file over the old) is what the tenant has there now: it is stored and named
+        // as changed. A link, FIFO or device in its place is never read.
+        if before.kind != FileType::RegularFile || before.dev != listed.dev {
+            return Ok(Err(replaced()));
         }
+        let renamed = before.ino != listed.ino;
+        if renamed {
+            self.changed.push(
+                kind,
+                rel,
+                "replaced by another file while the backup ran; the new one is stored".into(),
+            );
+        }
+        let link = (before.nlink > 1).then_some(LinkId {
+            dev: before.dev,
+            ino: before.ino,
+        });
         let label = PathBuf::from(String::from_utf8_lossy(rel).into_owned());
         // Holes are looked for only where fewer blocks are allocated than the size needs.
         let extents = if before.blocks.saturating_mul(512) < before.size {
             match fsat::data_extents(&file, before.size) {
                 Ok(x) => x,
-                Err(e) => return Ok(Err(e.to_string())),
+                Err(e) => return Ok(Err(e)),
             }
         } else {
             None
@@ -382,7 +398,7 @@ impl Walker {
             Ok(s) => s,
             // A read error on this file leaves this file out, not the backup.
             Err(Error::Io { path, source }) if path == label => {
-                return Ok(Err(source.to_string()));
+                return Ok(Err(source));
             }
             Err(e) => return Err(e),
         };
@@ -559,8 +575,8 @@ impl Walker {
                 FileType::RegularFile => {
                     match self.store_file(kind, &dir.fd, &name, &rel_child, &stat)? {
                         Ok((node, xattrs)) => (node, xattrs, stat),
-                        Err(reason) => {
-                            self.skipped.push(kind, &rel_child, reason);
+                        Err(e) => {
+                            self.left_out(kind, &rel_child, &e);
                             continue;
                         }
                     }
@@ -575,7 +591,7 @@ impl Walker {
                         stat,
                     ),
                     Err(e) => {
-                        self.skipped.push(kind, &rel_child, e.to_string());
+                        self.left_out(kind, &rel_child, &e);
                         continue;
                     }
                 },
@@ -589,7 +605,7 @@ impl Walker {
                             stat,
                         ),
                         Err(e) => {
-                            self.skipped.push(kind, &rel_child, e.to_string());
+                            self.left_out(kind, &rel_child, &e.into());
                             continue;
                         }
                     }
@@ -638,6 +654,18 @@ impl Walker {
             stats,
             attrs: attrs(&dir.stat, dir_xattrs),
         }))
+    }
+
+    /// Reports an entry that could not be stored: one removed since it was listed (sessions,
+    /// caches and temporary files come and go on a live server) is named as changed and
+    /// leaves the snapshot complete; anything else is skipped and makes it partial.
+    fn left_out(&mut self, kind: ItemKind, rel: &[u8], e: &std::io::Error) {
+        if e.kind() == std::io::ErrorKind::NotFound {
+            self.changed
+                .push(kind, rel, "removed while the backup ran".into());
+        } else {
+            self.skipped.push(kind, rel, e.to_string());
+        }
     }
 
     /// Whether a file's stat can be trusted next time. A file written again within the same

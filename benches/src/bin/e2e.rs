@@ -4,7 +4,7 @@
 //!
 //! ```text
 //! cargo build --release --example backupctl
-//! cargo run --release -p backup-benches --bin e2e -- [--scale 1.0] [--runs 3] [--dir /tmp/backup-bench] [--tools ours,restic,borg,rustic] [--keep]
+//! cargo run --release -p backup-benches --bin e2e -- [--scale 1.0] [--runs 3] [--dir /tmp/backup-bench] [--tools ours,restic,borg,rustic] [--dataset hosting|small-files] [--keep]
 //! ```
 //! Peak RSS comes from GNU time (`apt-get install time`). Every tool runs with encryption on
 //! and its default compression; the page cache is warm for all of them: before each timed
@@ -23,7 +23,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Instant;
 
-use backup_benches::dataset::{change_one_percent, generate};
+use backup_benches::dataset::Dataset;
 
 #[derive(Debug, Clone, Copy, Default)]
 struct Measure {
@@ -177,6 +177,7 @@ struct Ctx {
     work: PathBuf,
     data: PathBuf,
     scale: f64,
+    dataset: Dataset,
     backupctl: PathBuf,
     /// No restore starts before this (see [`SETTLE`]).
     restores_from: Instant,
@@ -281,7 +282,9 @@ fn run_tool(ctx: &Ctx, tool: &str, run: usize, last: bool, row: &mut Row) {
     };
     let initial = backup("initial backup");
     let noop = backup("no-op backup");
-    change_one_percent(&ctx.data, ctx.scale).unwrap_or_else(|e| die(e));
+    ctx.dataset
+        .change_one_percent(&ctx.data, ctx.scale)
+        .unwrap_or_else(|e| die(e));
     let one_percent = backup("1% backup");
     eprintln!(
         "{tool} run {run}: initial {:.2} s, no-op {:.2} s, 1 % {:.2} s",
@@ -374,6 +377,7 @@ fn backup_examples_compare(a: &Path, b: &Path) -> Option<String> {
 
 fn main() {
     let mut scale = 1.0f64;
+    let mut dataset = Dataset::Hosting;
     let mut work = PathBuf::from("/tmp/backup-bench");
     let mut tools = vec!["ours", "restic", "borg", "rustic"]
         .into_iter()
@@ -400,9 +404,17 @@ fn main() {
             "--tools" => tools = value().split(',').map(String::from).collect(),
             "--backupctl" => backupctl = PathBuf::from(value()),
             "--keep" => keep = true,
+            "--dataset" => {
+                dataset = match value().as_str() {
+                    "hosting" => Dataset::Hosting,
+                    "small-files" => Dataset::SmallFiles,
+                    other => die(format!("unknown dataset {other}: hosting or small-files")),
+                }
+            }
             "--help" | "-h" => {
                 println!(
-                    "e2e [--scale F] [--runs N] [--dir DIR] [--tools ours,restic,borg,rustic] [--backupctl PATH] [--keep]\n\
+                    "e2e [--scale F] [--runs N] [--dir DIR] [--tools ours,restic,borg,rustic] [--backupctl PATH] [--dataset hosting|small-files] [--keep]\n\
+                     --dataset small-files: 40,000 files of 0.5-16 KiB (at scale 1) instead of the hosting dataset\n\
                      --runs N backs up N times (fresh repositories, tools taking turns) and reports medians (default 3)\n\
                      --keep leaves the datasets, repositories and restores in DIR"
                 );
@@ -445,7 +457,7 @@ fn main() {
     for tool in &available {
         let data = work.join(format!("data-{tool}"));
         let started = Instant::now();
-        let stats = generate(&data, scale).unwrap_or_else(|e| die(e));
+        let stats = dataset.generate(&data, scale).unwrap_or_else(|e| die(e));
         eprintln!(
             "dataset for {tool}: {} files, {:.0} MiB (generated in {:.1} s)",
             stats.files,
@@ -456,6 +468,7 @@ fn main() {
             work: work.clone(),
             data,
             scale,
+            dataset,
             backupctl: backupctl.clone(),
             restores_from,
         });
