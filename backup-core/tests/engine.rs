@@ -1140,3 +1140,37 @@ async fn a_file_written_during_the_backup_is_reported_as_changed() {
     writer.join().unwrap();
     assert!(reported > 0, "a file written throughout was never reported");
 }
+
+/// A directory chain deeper than the walk holds handles for is reported, not read, and the
+/// rest of the home is backed up (a tenant cannot exhaust descriptors or the stack).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn directories_nested_too_deep_are_reported_not_followed() {
+    let live = tempfile::tempdir().unwrap();
+    write(live.path(), "home/index.html", b"<h1>hi</h1>");
+    let mut deep = live.path().join("home");
+    for _ in 0..300 {
+        deep.push("d");
+    }
+    std::fs::create_dir_all(&deep).unwrap();
+    std::fs::write(deep.join("bottom.txt"), b"bottom").unwrap();
+    let f = fixture(Account::new("mona").unwrap()).await;
+    let report = engine::backup(
+        &f.handle,
+        &BackupRequest::new(&f.account, DestinationId::new()),
+        &FsAccount::new(live.path()),
+        &no_progress(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(report.snapshot.status, SnapshotStatus::Partial);
+    assert_eq!(report.skipped.total, 1, "{:?}", report.skipped);
+    let e = &report.skipped.entries[0];
+    assert!(e.reason.contains("deeper than"), "{e:?}");
+    assert_eq!(e.path.matches('d').count(), 257, "{}", e.path);
+    let target = tempfile::tempdir().unwrap();
+    restore_all(&f, &report.snapshot, target.path()).await;
+    assert_eq!(
+        std::fs::read(target.path().join("home/index.html")).unwrap(),
+        b"<h1>hi</h1>"
+    );
+}

@@ -482,3 +482,157 @@ fn postgres_catalog_round_trip() {
             .unwrap();
     });
 }
+
+/// Every regular file under `dir` (the staging directory left out) by relative path, with
+/// its content and permission bits.
+fn files_with_modes(dir: &Path) -> std::collections::BTreeMap<String, (Vec<u8>, u32)> {
+    use std::os::unix::fs::PermissionsExt;
+    let mut out = std::collections::BTreeMap::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&d) else {
+            continue;
+        };
+        for e in entries.flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            if name.starts_with(".bkrestore-") {
+                continue;
+            }
+            let p = e.path();
+            let Ok(meta) = std::fs::symlink_metadata(&p) else {
+                continue;
+            };
+            if meta.is_dir() {
+                stack.push(p);
+            } else if meta.is_file() {
+                let rel = p.strip_prefix(dir).unwrap().display().to_string();
+                if let Ok(data) = std::fs::read(&p) {
+                    out.insert(rel, (data, meta.permissions().mode() & 0o7777));
+                }
+            }
+        }
+    }
+    out
+}
+
+/// Staging directories left under `dir`, with whether each is private (0700, its files
+/// 0600 or tighter).
+fn staging_left(dir: &Path) -> Vec<(PathBuf, bool)> {
+    use std::os::unix::fs::PermissionsExt;
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&d) else {
+            continue;
+        };
+        for e in entries.flatten() {
+            let p = e.path();
+            let Ok(meta) = std::fs::symlink_metadata(&p) else {
+                continue;
+            };
+            if e.file_name().to_string_lossy().starts_with(".bkrestore-") {
+                let mut private = meta.permissions().mode() & 0o077 == 0;
+                for f in std::fs::read_dir(&p).into_iter().flatten().flatten() {
+                    if let Ok(m) = f.metadata() {
+                        private &= m.permissions().mode() & 0o077 == 0;
+                    }
+                }
+                out.push((p, private));
+            } else if meta.is_dir() {
+                stack.push(p);
+            }
+        }
+    }
+    out
+}
+
+/// Restores killed (SIGKILL) at many points: no file is ever under its final name with
+/// other content or a looser mode than the snapshot's, what a killed restore leaves is
+/// private, and the next plain or merge restore leaves no temporary behind.
+#[test]
+fn killed_restores_never_expose_partial_files_and_leave_nothing_behind() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let ctl = setup(dir.path());
+    let home = dir.path().join("alice");
+    for i in 0..1500usize {
+        let sub = home.join(format!("public_html/d{}", i % 30));
+        std::fs::create_dir_all(&sub).unwrap();
+        let p = sub.join(format!("f{i}.php"));
+        let size = 200 + (i * 7919) % 60_000;
+        let data: Vec<u8> = (0..size).map(|j| (j * 31 + i) as u8).collect();
+        std::fs::write(&p, data).unwrap();
+        let mode = if i % 5 == 0 { 0o600 } else { 0o644 };
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(mode)).unwrap();
+    }
+    let source = files_with_modes(&home);
+    ctl.ok(&["account", "add", "alice", "--encryption", "server"]);
+    let h = home.display().to_string();
+    ctl.ok(&["backup", "alice", "--source", &h, "--destination", "local"]);
+    let id = snapshot_ids(&ctl, "alice").remove(0);
+    let check = |target: &Path, what: &str| {
+        for (rel, (data, mode)) in files_with_modes(&target.join("home")) {
+            let (want, want_mode) = source
+                .get(&rel)
+                .unwrap_or_else(|| panic!("{what}: {rel} is not in the snapshot"));
+            assert!(&data == want, "{what}: {rel} visible with other content");
+            assert_eq!(mode, *want_mode, "{what}: {rel} visible with mode {mode:o}");
+        }
+        for (p, private) in staging_left(target) {
+            assert!(private, "{what}: {} is not private", p.display());
+        }
+    };
+    let mut killed_midway = 0;
+    for attempt in 0..16u64 {
+        let target = dir.path().join(format!("t{attempt}"));
+        let t = target.display().to_string();
+        let merge = attempt % 2 == 1;
+        if merge {
+            // A merge over an older, different copy of some files.
+            std::fs::create_dir_all(target.join("home/public_html/d1")).unwrap();
+            std::fs::write(target.join("home/public_html/d1/f1.php"), b"old").unwrap();
+        }
+        let mut args = vec!["restore", "alice", "--target", &t, "--snapshot", &id];
+        if merge {
+            args.push("--merge");
+        }
+        let mut child = Command::new(&ctl.bin)
+            .env_remove("BACKUPCTL_CATALOG")
+            .arg("--home")
+            .arg(&ctl.home)
+            .args(&args)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(20 + attempt * 25));
+        let finished = child.try_wait().unwrap().is_some();
+        let _ = child.kill();
+        let _ = child.wait();
+        if !finished {
+            killed_midway += 1;
+        }
+        if !merge {
+            check(&target, &format!("killed restore {attempt}"));
+        }
+        // The next restore, plain or merge, completes and leaves nothing behind.
+        let mut again = vec!["restore", "alice", "--target", &t, "--snapshot", &id];
+        if attempt % 4 < 2 {
+            again.push("--merge");
+        }
+        ctl.ok(&again);
+        assert!(
+            staging_left(&target).is_empty(),
+            "attempt {attempt}: a temporary was left"
+        );
+        assert_eq!(
+            files_with_modes(&target.join("home")),
+            source,
+            "attempt {attempt}: the restore after a killed one differs"
+        );
+    }
+    assert!(
+        killed_midway > 0,
+        "no restore was killed before it finished"
+    );
+}

@@ -19,8 +19,8 @@ use crate::model::{
 };
 use crate::ports::AccountSource;
 use crate::repo::{
-    AccountRepo, Attrs, Node, Owner, OwnerNames, PackReference, References, SnapshotContent,
-    SnapshotObject, Tree, TreeEntry, TreeVersion, normalize_references,
+    AccountRepo, Attrs, Node, PackReference, References, SnapshotContent, SnapshotObject, Tree,
+    TreeEntry, TreeVersion, normalize_references,
 };
 
 /// Finished packs waiting for upload at most (with the open packs of the workers, this
@@ -278,7 +278,7 @@ pub async fn backup(
             roots: walked.roots,
             trees: TreeVersion::V2,
             root_attrs: walked.root_attrs,
-            names: owner_names(&owners),
+            names: super::owners::names_of(&owners),
         }),
     })
     .await?;
@@ -366,36 +366,6 @@ async fn walk_items(
         walked.roots.push((kind, root));
     }
     Ok(walked)
-}
-
-/// The names of the users and groups in `owners`, from `/etc/passwd` and `/etc/group`
-/// (the files a hosting server keeps its accounts in; ids without a name there are left
-/// out). Read by hand: two colon-separated files need no crate.
-fn owner_names(owners: &std::collections::BTreeSet<Owner>) -> OwnerNames {
-    let uids: std::collections::BTreeSet<u32> = owners.iter().map(|o| o.uid).collect();
-    let gids: std::collections::BTreeSet<u32> = owners.iter().map(|o| o.gid).collect();
-    OwnerNames {
-        users: names_in("/etc/passwd", &uids),
-        groups: names_in("/etc/group", &gids),
-    }
-}
-
-fn names_in(file: &str, ids: &std::collections::BTreeSet<u32>) -> Vec<(u32, String)> {
-    let Ok(text) = std::fs::read_to_string(file) else {
-        return Vec::new();
-    };
-    let mut out: Vec<(u32, String)> = text
-        .lines()
-        .filter_map(|line| {
-            let mut fields = line.split(':');
-            let name = fields.next()?;
-            let id: u32 = fields.nth(1)?.parse().ok()?;
-            (ids.contains(&id) && !name.is_empty()).then(|| (id, name.to_owned()))
-        })
-        .collect();
-    out.sort();
-    out.dedup_by_key(|(id, _)| *id);
-    out
 }
 
 /// Runs `f` on the walker in a blocking thread (file I/O and hashing), moving the walker in

@@ -8,7 +8,7 @@
 //! under its final name with partial content or a looser mode. A killed restore leaves only
 //! its staging directory, which the next restore of the item removes.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::path::PathBuf;
 
@@ -18,7 +18,7 @@ use rustix::io::Errno;
 use super::fsat::{self, os};
 use crate::error::{Error, Result};
 use crate::model::Ownership;
-use crate::repo::{Attrs, Owner, SpecialKind, is_safe_name};
+use crate::repo::{Attrs, Owner, OwnerNames, SpecialKind, is_safe_name};
 
 /// The prefix of staging directories.
 pub(crate) const STAGING_PREFIX: &[u8] = b".bkrestore-";
@@ -32,16 +32,31 @@ pub(crate) fn io_err(what: &[u8], e: impl Into<std::io::Error>) -> Error {
 }
 
 /// How recorded owners and modes become the restored ones.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub(crate) struct OwnerPolicy {
     ownership: Ownership,
     /// The item root's recorded owner (what [`Ownership::Account`] maps).
     account: Option<Owner>,
+    /// With [`Ownership::Account`], the other recorded users and groups this server has
+    /// under the same name but another id: recorded id to local id.
+    users: HashMap<u32, u32>,
+    groups: HashMap<u32, u32>,
 }
 
 impl OwnerPolicy {
-    pub(crate) fn new(ownership: Ownership, account: Option<Owner>) -> Self {
-        Self { ownership, account }
+    /// A policy; `names` are the snapshot's owner names, used by [`Ownership::Account`]
+    /// to map the owners other than the account's by name.
+    pub(crate) fn new(ownership: Ownership, account: Option<Owner>, names: &OwnerNames) -> Self {
+        let (users, groups) = match ownership {
+            Ownership::Account { .. } => super::owners::map_by_name(names),
+            _ => Default::default(),
+        };
+        Self {
+            ownership,
+            account,
+            users,
+            groups,
+        }
     }
 
     /// The owner to give, or `None` to leave the process user's.
@@ -56,12 +71,12 @@ impl OwnerPolicy {
                     uid: if from.is_some_and(|a| a.uid == recorded.uid) {
                         uid
                     } else {
-                        recorded.uid
+                        *self.users.get(&recorded.uid).unwrap_or(&recorded.uid)
                     },
                     gid: if from.is_some_and(|a| a.gid == recorded.gid) {
                         gid
                     } else {
-                        recorded.gid
+                        *self.groups.get(&recorded.gid).unwrap_or(&recorded.gid)
                     },
                 })
             }

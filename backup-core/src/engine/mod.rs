@@ -10,6 +10,7 @@ mod backup;
 mod chunker;
 mod fs_write;
 pub(crate) mod fsat;
+mod owners;
 mod packer;
 mod progress;
 mod reader;

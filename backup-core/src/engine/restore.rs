@@ -19,7 +19,7 @@ use crate::model::{
     ChunkId, ItemKind, ItemStats, PathSelection, RestorePlan, Snapshot, SnapshotId,
 };
 use crate::ports::RestoreTarget;
-use crate::repo::{AccountRepo, Attrs, BlobLocator, Node, TreeVersion};
+use crate::repo::{AccountRepo, Attrs, BlobLocator, Node, OwnerNames, TreeVersion};
 
 /// Tree packs kept in memory while planning (tree blobs are read in walk order).
 const TREE_PACKS_CACHED: usize = 4;
@@ -57,6 +57,7 @@ struct ItemRoot {
     tree: ChunkId,
     version: TreeVersion,
     attrs: Option<Attrs>,
+    names: Arc<OwnerNames>,
 }
 
 /// Everything a restore reads, loaded once.
@@ -77,6 +78,7 @@ async fn load(repo: &AccountRepo, plan: &RestorePlan, snapshots: &[Snapshot]) ->
     for id in plan.snapshot_ids() {
         let object = repo.load_snapshot(id).await?;
         let content = object.content.unwrap_or_default();
+        let names = Arc::new(content.names);
         for (kind, tree) in content.roots {
             let attrs = (content.root_attrs.iter())
                 .find(|(k, _)| *k == kind)
@@ -87,6 +89,7 @@ async fn load(repo: &AccountRepo, plan: &RestorePlan, snapshots: &[Snapshot]) ->
                     tree,
                     version: content.trees,
                     attrs,
+                    names: names.clone(),
                 },
             );
         }
@@ -162,6 +165,7 @@ pub async fn restore(
             let policy = OwnerPolicy::new(
                 plan.options.ownership,
                 root.attrs.as_ref().and_then(|a| a.owner),
+                &root.names,
             );
             let (stats, failed) = tokio::task::spawn_blocking(move || {
                 let mut trees = reader;

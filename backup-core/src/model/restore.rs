@@ -72,8 +72,9 @@ pub enum Ownership {
     /// The owners recorded in the snapshot (needs root for any owner but the process user).
     Recorded,
     /// The owner recorded for the item's root (the home directory's user and group) becomes
-    /// `uid` and `gid`; every other recorded owner is kept. For restoring into a re-created
-    /// account or onto another server.
+    /// `uid` and `gid`; every other recorded owner is mapped by name (a user or group this
+    /// server has under the recorded name gets this server's id) or else kept. For restoring
+    /// into a re-created account or onto another server.
     Account {
         /// The target account's user id.
         uid: u32,
