@@ -231,7 +231,7 @@ struct RestoreArgs {
     #[arg(long)]
     merge: bool,
     /// Who owns restored files: recorded (default as root), account:UID:GID (the home
-    /// directory's recorded owner becomes UID:GID, other owners kept) or none (the
+    /// directory's recorded owner becomes UID:GID, other owners mapped by name or kept) or none (the
     /// process user; setuid and setgid dropped; default otherwise).
     #[arg(long)]
     ownership: Option<Ownership>,
