@@ -403,17 +403,7 @@ impl Walker {
             Err(e) => return Err(e),
         };
         let size = if extents.is_some() { before.size } else { read };
-        let xattrs = match fsat::xattrs(&file) {
-            Ok(x) => x,
-            Err(e) => {
-                self.skipped.push(
-                    kind,
-                    rel,
-                    format!("extended attributes not read ({e}); content stored"),
-                );
-                Vec::new()
-            }
-        };
+        let xattrs = self.xattrs_or_report(kind, rel, fsat::xattrs(&file));
         let changed = match fsat::fstat(&file) {
             Ok(after) => before.changed_since(&after) || size != before.size,
             Err(_) => true,
@@ -544,17 +534,7 @@ impl Walker {
             Ok(d) => d,
             Err(e) => return Ok(Err(e)),
         };
-        let dir_xattrs = match dir.xattrs {
-            Ok(x) => x,
-            Err(e) => {
-                self.skipped.push(
-                    kind,
-                    rel,
-                    format!("extended attributes not read ({e}); content stored"),
-                );
-                Vec::new()
-            }
-        };
+        let dir_xattrs = self.xattrs_or_report(kind, rel, dir.xattrs);
         let mut tree = Tree::default();
         for listed in entries {
             let name = listed.name;
@@ -654,6 +634,24 @@ impl Walker {
             stats,
             attrs: attrs(&dir.stat, dir_xattrs),
         }))
+    }
+
+    /// The extended attributes read, or none with the entry reported as skipped (its
+    /// content is stored, its attributes are not).
+    fn xattrs_or_report(
+        &mut self,
+        kind: ItemKind,
+        rel: &[u8],
+        read: std::io::Result<Vec<Xattr>>,
+    ) -> Vec<Xattr> {
+        read.unwrap_or_else(|e| {
+            self.skipped.push(
+                kind,
+                rel,
+                format!("extended attributes not read ({e}); content stored"),
+            );
+            Vec::new()
+        })
     }
 
     /// Reports an entry that could not be stored: one removed since it was listed (sessions,

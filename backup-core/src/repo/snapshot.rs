@@ -412,7 +412,12 @@ impl SnapshotObject {
 }
 
 impl<R, S> SnapshotHeader<R, S> {
-    fn map<T>(self, f: impl FnOnce(R) -> T) -> SnapshotHeader<T, S> {
+    /// The same header with its references and status converted.
+    fn convert<T, U>(
+        self,
+        refs: impl FnOnce(R) -> T,
+        status: impl FnOnce(S) -> U,
+    ) -> SnapshotHeader<T, U> {
         SnapshotHeader {
             id: self.id,
             account: self.account,
@@ -423,27 +428,19 @@ impl<R, S> SnapshotHeader<R, S> {
             items: self.items,
             stats: self.stats,
             encrypted: self.encrypted,
-            references: f(self.references),
-            status: self.status,
+            references: refs(self.references),
+            status: status(self.status),
         }
+    }
+
+    fn map<T>(self, f: impl FnOnce(R) -> T) -> SnapshotHeader<T, S> {
+        self.convert(f, |s| s)
     }
 }
 
 impl<R> SnapshotHeader<R, ()> {
     fn with_status<S>(self, status: S) -> SnapshotHeader<R, S> {
-        SnapshotHeader {
-            id: self.id,
-            account: self.account,
-            job: self.job,
-            destination: self.destination,
-            created_ms: self.created_ms,
-            kind: self.kind,
-            items: self.items,
-            stats: self.stats,
-            encrypted: self.encrypted,
-            references: self.references,
-            status,
-        }
+        self.convert(|r| r, |()| status)
     }
 }
 
