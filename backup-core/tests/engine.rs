@@ -1174,3 +1174,43 @@ async fn directories_nested_too_deep_are_reported_not_followed() {
         b"<h1>hi</h1>"
     );
 }
+
+/// A link in place of an item's root (the layout's `home` or `mail`, which a tenant may
+/// control) is never followed: the item is named in the report and the snapshot is partial.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_link_at_an_item_root_is_refused_and_reported() {
+    let secret = tempfile::tempdir().unwrap();
+    std::fs::write(secret.path().join("shadow"), b"root-only secret").unwrap();
+    let live = tempfile::tempdir().unwrap();
+    write(live.path(), "home/index.html", b"<h1>hi</h1>");
+    std::os::unix::fs::symlink(secret.path(), live.path().join("mail")).unwrap();
+    let f = fixture(Account::new("nina").unwrap()).await;
+    let report = engine::backup(
+        &f.handle,
+        &BackupRequest::new(&f.account, DestinationId::new()),
+        &FsAccount::new(live.path()),
+        &no_progress(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(report.snapshot.status, SnapshotStatus::Partial);
+    assert!(!report.snapshot.has_item(ItemKind::Email));
+    assert!(report.snapshot.has_item(ItemKind::HomeDir));
+    assert!(
+        report
+            .skipped
+            .entries
+            .iter()
+            .any(|e| e.item == ItemKind::Email && e.path.is_empty()),
+        "{:?}",
+        report.skipped
+    );
+    let target = tempfile::tempdir().unwrap();
+    restore_all(&f, &report.snapshot, target.path()).await;
+    for (rel, data) in list_files(target.path()) {
+        assert!(
+            !data.windows(16).any(|w| w == b"root-only secret"),
+            "{rel} holds the secret"
+        );
+    }
+}
