@@ -83,7 +83,13 @@ impl FsAccount {
     }
 
     fn document_path(&self, kind: ItemKind, name: &str) -> Result<PathBuf> {
-        if kind.is_tree() || self.home_only {
+        if self.home_only {
+            return Err(Error::invalid(
+                "item kind",
+                format!("{kind}: this account is a home directory only"),
+            ));
+        }
+        if kind.is_tree() {
             return Err(Error::invalid(
                 "item kind",
                 format!("{kind} is a tree, not a set of documents"),

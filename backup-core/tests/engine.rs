@@ -1214,3 +1214,120 @@ async fn a_link_at_an_item_root_is_refused_and_reported() {
         );
     }
 }
+
+/// A snapshot written before trees version 2 (a version 1 snapshot object whose trees hold
+/// name, node, mode and mtime only) still restores.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn snapshots_with_version_1_trees_still_restore() {
+    use serde::Serialize;
+    // The version 1 tree encoding, as earlier releases wrote it.
+    #[derive(Serialize)]
+    enum OldNode {
+        File {
+            size: u64,
+            chunks: Vec<ChunkId>,
+        },
+        #[allow(dead_code)]
+        Dir {
+            tree: ChunkId,
+            stats: ItemStats,
+        },
+        Symlink {
+            target: Vec<u8>,
+        },
+    }
+    #[derive(Serialize)]
+    struct OldEntry {
+        name: Vec<u8>,
+        node: OldNode,
+        mode: u32,
+        mtime_ns: i64,
+    }
+    #[derive(Serialize)]
+    struct OldTree {
+        entries: Vec<OldEntry>,
+    }
+    let f = fixture(Account::new("olga").unwrap()).await;
+    let keys_crypto = f.handle.sealer().clone();
+    let keys = keys_crypto.server_keys();
+    let content = b"<?php echo 'old'; ?>".to_vec();
+    let data_id = keys.chunk_id(&content);
+    let tree = postcard::to_stdvec(&OldTree {
+        entries: vec![
+            OldEntry {
+                name: b"index.php".to_vec(),
+                node: OldNode::File {
+                    size: content.len() as u64,
+                    chunks: vec![data_id],
+                },
+                mode: 0o640,
+                mtime_ns: 1_600_000_000_123_456_789,
+            },
+            OldEntry {
+                name: b"link".to_vec(),
+                node: OldNode::Symlink {
+                    target: b"index.php".to_vec(),
+                },
+                mode: 0o777,
+                mtime_ns: 0,
+            },
+        ],
+    })
+    .unwrap();
+    let tree_id = keys.chunk_id(&tree);
+    let mut data = PackWriter::new(BlobKind::Data, keys_crypto.begin().unwrap(), 100);
+    data.add(data_id, Compression::None, content.len(), &content)
+        .unwrap();
+    f.handle.put_pack(data.finish(keys).unwrap()).await.unwrap();
+    let mut trees = PackWriter::new(BlobKind::Tree, keys_crypto.begin().unwrap(), 100);
+    trees
+        .add(tree_id, Compression::None, tree.len(), &tree)
+        .unwrap();
+    f.handle
+        .put_pack(trees.finish(keys).unwrap())
+        .await
+        .unwrap();
+    let snapshot = Snapshot {
+        id: SnapshotId::new(),
+        account: f.account.id,
+        job: None,
+        destination: DestinationId::new(),
+        created: chrono::Utc::now(),
+        kind: SnapshotKind::OnDemand,
+        status: SnapshotStatus::Complete,
+        items: vec![SnapshotItem {
+            kind: ItemKind::HomeDir,
+            stats: Default::default(),
+        }],
+        encrypted: false,
+        locked: false,
+        stats: Default::default(),
+    };
+    // A version 1 object (every referenced blob id): its trees are read as version 1.
+    f.handle
+        .put_snapshot(&SnapshotObject {
+            snapshot: snapshot.clone(),
+            references: References::Blobs(vec![data_id, tree_id]),
+            content: Some(SnapshotContent {
+                roots: vec![(ItemKind::HomeDir, tree_id)],
+                trees: TreeVersion::V1,
+                ..SnapshotContent::default()
+            }),
+        })
+        .await
+        .unwrap();
+    let target = tempfile::tempdir().unwrap();
+    let report = restore_all(&f, &snapshot, target.path()).await;
+    assert!(report.failed.is_empty(), "{report:?}");
+    let file = target.path().join("home/index.php");
+    assert_eq!(std::fs::read(&file).unwrap(), content);
+    use std::os::unix::fs::MetadataExt;
+    let meta = std::fs::metadata(&file).unwrap();
+    assert_eq!(meta.mode() & 0o7777, 0o640);
+    assert_eq!(meta.mtime(), 1_600_000_000);
+    assert_eq!(meta.mtime_nsec(), 123_456_789);
+    assert_eq!(
+        std::fs::read_link(target.path().join("home/link")).unwrap(),
+        std::path::Path::new("index.php")
+    );
+}
