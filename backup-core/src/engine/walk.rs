@@ -221,9 +221,10 @@ fn attrs(stat: &FileStat, xattrs: Vec<Xattr>) -> Attrs {
     }
 }
 
-/// What storing one regular file gave: its node and extended attributes, or why it was
-/// left out.
-type StoredFile = std::result::Result<(Node, Vec<Xattr>), std::io::Error>;
+/// What storing one regular file gave: its node, extended attributes and the stat its
+/// attributes come from (the file read, which may have replaced the listed one), or why it
+/// was left out.
+type StoredFile = std::result::Result<(Node, Vec<Xattr>, FileStat), std::io::Error>;
 
 impl Walker {
     /// A walker over the given pipeline and caches.
@@ -319,6 +320,7 @@ impl Walker {
                     link,
                 },
                 stored.xattrs,
+                *listed,
             )));
         }
         let k = key(self.server_keys(), kind, rel);
@@ -351,7 +353,7 @@ impl Walker {
             let xattrs = cached.xattrs.clone();
             self.remember_link(listed, &node, &xattrs);
             self.new_cache.entries.insert(k, cached);
-            return Ok(Ok((node, xattrs)));
+            return Ok(Ok((node, xattrs, *listed)));
         }
         let file = match fsat::open_file_at(dir, name) {
             Ok(f) => f,
@@ -426,7 +428,7 @@ impl Walker {
         if !changed {
             self.remember_link(&before, &node, &xattrs);
         }
-        Ok(Ok((node, xattrs)))
+        Ok(Ok((node, xattrs, before)))
     }
 
     fn remember_link(&mut self, stat: &FileStat, node: &Node, xattrs: &[Xattr]) {
@@ -554,7 +556,7 @@ impl Walker {
             let (node, xattrs, stat) = match stat.kind {
                 FileType::RegularFile => {
                     match self.store_file(kind, &dir.fd, &name, &rel_child, &stat)? {
-                        Ok((node, xattrs)) => (node, xattrs, stat),
+                        Ok(stored) => stored,
                         Err(e) => {
                             self.left_out(kind, &rel_child, &e);
                             continue;
