@@ -5,6 +5,7 @@
 
 #[path = "support/hosting.rs"]
 mod hosting;
+mod support;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;

@@ -4,6 +4,7 @@
 
 #[path = "support/hosting.rs"]
 mod hosting;
+mod support;
 
 use std::collections::BTreeMap;
 use std::os::unix::fs::{FileTypeExt, PermissionsExt, symlink};

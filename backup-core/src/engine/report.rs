@@ -9,6 +9,17 @@ use crate::model::{ItemKind, Snapshot};
 /// unreadable files must not make a report of a million lines).
 pub const ENTRIES_LISTED: usize = 10_000;
 
+/// The path of `name` under `rel` (both relative to an item root), as reports and path
+/// selections show it (names that are not UTF-8 lossily).
+pub(crate) fn child_path(rel: &str, name: &[u8]) -> String {
+    let name = String::from_utf8_lossy(name);
+    if rel.is_empty() {
+        name.into_owned()
+    } else {
+        format!("{rel}/{name}")
+    }
+}
+
 /// One entry and what happened to it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct EntryReport {

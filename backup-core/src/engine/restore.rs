@@ -12,7 +12,7 @@ use super::fs_write::OwnerPolicy;
 use super::fsat;
 use super::progress::{ProgressEvent, ProgressSink};
 use super::reader::BlobReader;
-use super::report::{EntryReport, EntryReports};
+use super::report::{EntryReport, EntryReports, child_path};
 use super::restore_tree;
 use crate::error::{Error, Result};
 use crate::model::{
@@ -354,12 +354,7 @@ fn count(
 ) -> Result<()> {
     let tree = reader.tree(tree, version)?;
     for e in &tree.entries {
-        let name = String::from_utf8_lossy(&e.name);
-        let child = if rel.is_empty() {
-            name.into_owned()
-        } else {
-            format!("{rel}/{name}")
-        };
+        let child = child_path(rel, &e.name);
         match &e.node {
             Node::Dir { tree, stats: below } => {
                 if paths.is_all() {

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use futures::StreamExt;
 
 use super::reader::BlobReader;
-use super::report::{EntryReport, EntryReports};
+use super::report::{EntryReport, EntryReports, child_path};
 use crate::error::{Error, Result};
 use crate::model::{ChunkId, ItemKind, PackId, SnapshotId};
 use crate::repo::{AccountRepo, BlobCodec, BlobLocator, Node, References, TreeVersion};
@@ -223,13 +223,15 @@ pub async fn verify(
             format!("could not be recorded, so backups still reuse these packs: {e}"),
         );
     }
-    let mut locator = BlobLocator::new();
-    locator.set_damaged(damaged.iter().copied());
-    let full = repo.load_locator().await?;
-    for (id, trailer) in full.packs() {
-        locator.add_pack(*id, trailer.clone());
+    // The trailers already loaded, located again with the damaged packs known (no second
+    // listing of the destination).
+    let mut relocated = BlobLocator::new();
+    relocated.set_damaged(damaged.iter().copied());
+    relocated.set_damaged((locator.packs().map(|(id, _)| *id)).filter(|id| locator.is_damaged(id)));
+    for (id, trailer) in locator.packs() {
+        relocated.add_pack(*id, trailer.clone());
     }
-    let locator = Arc::new(locator);
+    let locator = Arc::new(relocated);
     for obj in loaded {
         let needs = match &obj.references {
             References::Packs(refs) => refs.iter().any(|r| damaged.contains(&r.pack)),
@@ -317,12 +319,7 @@ impl DamageWalk {
             }
         };
         for e in tree.entries {
-            let name = String::from_utf8_lossy(&e.name);
-            let child = if rel.is_empty() {
-                name.into_owned()
-            } else {
-                format!("{rel}/{name}")
-            };
+            let child = child_path(rel, &e.name);
             match &e.node {
                 Node::Dir { tree, .. } => self.tree(kind, tree, &child),
                 Node::File { chunks, .. } if chunks.iter().any(|c| self.lost(c)) => {

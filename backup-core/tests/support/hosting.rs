@@ -16,7 +16,7 @@ use backup_core::model::{
     Account, DestinationId, EncryptionMode, ItemKind, Ownership, RestorePlan, Snapshot,
 };
 use backup_core::ports::PlainCrypto;
-use backup_core::repo::{AccountRepo, ChunkerParams, RepoConfig, Repository};
+use backup_core::repo::{AccountRepo, RepoConfig, Repository};
 use backup_core::{FsAccount, Result};
 use object_store::ObjectStore;
 use object_store::memory::InMemory;
@@ -34,18 +34,6 @@ pub fn not_root(test: &str) -> bool {
     }
     println!("{test}: skipped, it needs root (run the ignored tests as root)");
     true
-}
-
-/// Small chunks and packs: multi-chunk files and many packs even for small homes.
-pub fn small_config() -> RepoConfig {
-    RepoConfig {
-        chunker: ChunkerParams {
-            min_size: 4 * 1024,
-            avg_size: 16 * 1024,
-            max_size: 64 * 1024,
-        },
-        pack_size: 256 * 1024,
-    }
 }
 
 /// Bytes from the kernel's random source: unique to one run.
@@ -116,7 +104,7 @@ impl How {
 impl Repo {
     /// A repository in memory.
     pub async fn memory() -> Self {
-        Self::on(Arc::new(InMemory::new()), small_config()).await
+        Self::on(Arc::new(InMemory::new()), crate::support::small_config()).await
     }
 
     /// A repository in the directory `dir` (objects under `dir/r/...`).
