@@ -136,6 +136,30 @@ pub enum Error {
         #[source]
         source: BoxError,
     },
+    /// An account setting refused the operation (status, on-demand limit, quota, backup
+    /// locations, a read-only destination). Nothing was uploaded.
+    #[error("refused by the account setting {setting}: {reason}")]
+    SettingRefused {
+        /// The setting, as the CLI and the panel name it (`status`, `max-on-demand`,
+        /// `quota`, `locations`, `read-only`).
+        setting: &'static str,
+        /// Why, with the values involved.
+        reason: String,
+    },
+    /// Another operation holds the account's lease on a destination (a backup, a key reset,
+    /// a rotation), and it was not released in time.
+    #[error("account {account} is busy: {holder} holds its lease until {expires}")]
+    LeaseHeld {
+        /// The account.
+        account: String,
+        /// What holds it (operation and process).
+        holder: String,
+        /// When the lease expires unless renewed (RFC 3339).
+        expires: String,
+    },
+    /// The operation was cancelled through its token; nothing was recorded.
+    #[error("cancelled")]
+    Cancelled,
     /// A background task failed unexpectedly (a bug, reported instead of a panic).
     #[error("internal: {reason}")]
     Internal {
@@ -166,6 +190,12 @@ pub enum ErrorKind {
     Quota,
     /// Storage, catalog, file system or integration I/O.
     Io,
+    /// An account setting refused the operation.
+    Setting,
+    /// Another operation holds the account's lease.
+    Busy,
+    /// Cancelled by the caller.
+    Cancelled,
     /// A bug.
     Internal,
 }
@@ -191,7 +221,49 @@ impl Error {
             | Error::Io { .. }
             | Error::Catalog { .. }
             | Error::Integration { .. } => ErrorKind::Io,
+            Error::SettingRefused { .. } => ErrorKind::Setting,
+            Error::LeaseHeld { .. } => ErrorKind::Busy,
+            Error::Cancelled => ErrorKind::Cancelled,
             Error::Internal { .. } => ErrorKind::Internal,
+        }
+    }
+
+    /// Whether trying again later may succeed: a held lease, and storage or catalog I/O
+    /// that is not a missing object or a refused precondition. Bad input, refusals,
+    /// integrity failures, keys, quotas and cancellation are permanent.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            Error::LeaseHeld { .. } => true,
+            Error::Storage { source } => !matches!(
+                source,
+                object_store::Error::NotFound { .. }
+                    | object_store::Error::AlreadyExists { .. }
+                    | object_store::Error::Precondition { .. }
+                    | object_store::Error::NotSupported { .. }
+                    | object_store::Error::NotImplemented { .. }
+                    | object_store::Error::InvalidPath { .. }
+                    | object_store::Error::PermissionDenied { .. }
+                    | object_store::Error::Unauthenticated { .. }
+            ),
+            Error::Io { source, .. } => matches!(
+                source.kind(),
+                std::io::ErrorKind::Interrupted
+                    | std::io::ErrorKind::TimedOut
+                    | std::io::ErrorKind::WouldBlock
+                    | std::io::ErrorKind::ConnectionReset
+                    | std::io::ErrorKind::ConnectionAborted
+                    | std::io::ErrorKind::BrokenPipe
+            ),
+            Error::Catalog { .. } => true,
+            _ => false,
+        }
+    }
+
+    /// Shorthand for [`Error::SettingRefused`].
+    pub fn setting(setting: &'static str, reason: impl Into<String>) -> Self {
+        Error::SettingRefused {
+            setting,
+            reason: reason.into(),
         }
     }
 

@@ -209,9 +209,79 @@ pub struct Destination {
     pub url: String,
     /// When it was added.
     pub created: DateTime<Utc>,
+    /// Local or cloud, as the operator classed it; `None` (rows written before classes
+    /// existed) is inferred from the URL: see [`Destination::class`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub class: Option<DestinationClass>,
+    /// Backups to it are refused; restores, verification and listings still read it. A
+    /// destination found during disaster recovery starts read-only.
+    #[serde(default)]
+    pub read_only: bool,
+}
+
+/// Whether a destination is on this server's own disks or elsewhere: an account whose
+/// backup locations are "cloud only" is never backed up to a `Local` one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DestinationClass {
+    /// On this server (a local directory, a mounted disk).
+    Local,
+    /// Off this server (S3, SFTP, another machine).
+    Cloud,
+}
+
+impl DestinationClass {
+    /// The class a URL suggests: `file://` and `memory://` are local, the rest cloud.
+    pub fn for_url(url: &str) -> Self {
+        if url.starts_with("file:") || url.starts_with("memory:") {
+            DestinationClass::Local
+        } else {
+            DestinationClass::Cloud
+        }
+    }
+
+    /// The CLI spelling (`local`, `cloud`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DestinationClass::Local => "local",
+            DestinationClass::Cloud => "cloud",
+        }
+    }
+}
+
+impl std::str::FromStr for DestinationClass {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "local" => Ok(Self::Local),
+            "cloud" => Ok(Self::Cloud),
+            _ => Err(Error::invalid(
+                "destination class",
+                format!("{s:?}: expected local or cloud"),
+            )),
+        }
+    }
 }
 
 impl Destination {
+    /// The class: as set, else inferred from the URL ([`DestinationClass::for_url`]).
+    pub fn class(&self) -> DestinationClass {
+        self.class
+            .unwrap_or_else(|| DestinationClass::for_url(&self.url))
+    }
+
+    /// Sets the class.
+    pub fn with_class(mut self, class: DestinationClass) -> Self {
+        self.class = Some(class);
+        self
+    }
+
+    /// Marks the destination read-only (or writable).
+    pub fn with_read_only(mut self, read_only: bool) -> Self {
+        self.read_only = read_only;
+        self
+    }
+
     /// Validates and builds a destination. The URL is checked for a scheme only; the storage
     /// crate parses it.
     pub fn new(name: &str, url: &str) -> Result<Self> {
@@ -226,10 +296,20 @@ impl Destination {
                 format!("{name:?}: use 1-64 letters, digits, '-', '_' or '.'"),
             ));
         }
-        if !url.contains("://") {
+        let scheme = url.split_once("://").map(|(s, _)| s);
+        if !matches!(scheme, Some("file" | "s3" | "sftp" | "memory")) {
             return Err(Error::invalid(
                 "destination url",
-                format!("{url:?} has no scheme (file://, s3://, sftp://, memory://)"),
+                format!(
+                    "{url:?}: give an explicit URL: file:///ABSOLUTE/PATH, s3://BUCKET/PREFIX, \
+                     sftp://USER@HOST/PATH or memory://"
+                ),
+            ));
+        }
+        if scheme == Some("file") && !url["file://".len()..].starts_with('/') {
+            return Err(Error::invalid(
+                "destination url",
+                format!("{url:?}: a file:// URL takes an absolute path (file:///srv/backups)"),
             ));
         }
         Ok(Self {
@@ -237,6 +317,8 @@ impl Destination {
             name: name.to_owned(),
             url: url.to_owned(),
             created: Utc::now(),
+            class: None,
+            read_only: false,
         })
     }
 }

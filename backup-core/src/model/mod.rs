@@ -9,6 +9,7 @@ mod organization;
 mod quota;
 mod restore;
 mod selection;
+mod settings;
 mod snapshot;
 
 pub use account::{
@@ -20,7 +21,7 @@ pub use ids::{
     OrganizationId, PackId, PriorityGroupId, SnapshotId, TagId,
 };
 pub use item::ItemKind;
-pub use job::{Destination, Job, RetentionPolicy, Schedule};
+pub use job::{Destination, DestinationClass, Job, RetentionPolicy, Schedule};
 pub use limit::Limit;
 pub use organization::{Organization, PriorityGroup, Tag, TagColor};
 pub use quota::{BackupLocations, DeviceLimits, Quota, QuotaState, StorageQuota};
@@ -29,4 +30,5 @@ pub use restore::{
     Ownership, RestoreOptions, RestorePlan,
 };
 pub use selection::{PathFilter, PathSelection};
+pub use settings::{AccountUsage, Settings};
 pub use snapshot::{BackupStats, ItemStats, Snapshot, SnapshotItem, SnapshotKind, SnapshotStatus};

@@ -1,17 +1,23 @@
 //! Ports: the traits adapters implement. Each is object-safe and held as `Arc<dyn …>`.
 
 mod catalog;
+mod clock;
 mod crypto;
+mod keys;
 mod memory_catalog;
 mod notifier;
 mod source;
 mod storage;
+mod stores;
 
 pub use catalog::Catalog;
+pub use clock::{Clock, SystemClock};
 pub use crypto::{
     ContentOpener, ContentSealer, MacDomain, OpenSession, PlainCrypto, SealSession, ServerKeys,
 };
+pub use keys::{KeyVault, NewKeys, OpenedKeys};
 pub use memory_catalog::MemoryCatalog;
 pub use notifier::{Event, EventKind, Notifier, NullNotifier};
 pub use source::{AccountSource, DocumentReader, DocumentWriter, RestoreTarget, TreeRoot};
 pub use storage::DeferredFlush;
+pub use stores::StoreResolver;

@@ -1,0 +1,22 @@
+//! The store resolver port: destination URLs to object stores.
+
+use std::fmt::Debug;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use object_store::ObjectStore;
+use object_store::path::Path;
+
+use crate::error::Result;
+
+/// Opens the object store a destination URL names, with the resolver's layers applied
+/// (retries on transient errors by default; counting, rate limits or faults as the
+/// integrator adds them). The service opens each destination once and keeps the store.
+#[async_trait]
+pub trait StoreResolver: Send + Sync + Debug + 'static {
+    /// Checks a URL without connecting: a known scheme, an absolute path, valid
+    /// parameters. An empty or scheme-less URL is [`crate::Error::Invalid`].
+    fn check(&self, url: &str) -> Result<()>;
+    /// The store and the root prefix inside it.
+    async fn open(&self, url: &str) -> Result<(Arc<dyn ObjectStore>, Path)>;
+}
