@@ -7,9 +7,21 @@
 //!   create that lost is `AlreadyExists`, and every other failure of this crate's stores and
 //!   wrappers is `Generic` with an [`Error`] as its source, so callers can downcast it and
 //!   ask [`Error::is_retryable`] (the [`RetryStore`](crate::RetryStore) does).
-//! - Secrets never appear in messages: key files are named by path, never shown.
+//! - Secrets never appear in messages: key files are named by path, never shown; URLs
+//!   lose their passwords and the values of options this crate does not know.
+//! - Into [`backup_core::Error`]: a URL this crate refuses becomes
+//!   [`Invalid`](backup_core::Error::Invalid) with the field `destination url`, an
+//!   object-store error [`Storage`](backup_core::Error::Storage), a local file error
+//!   [`Io`](backup_core::Error::Io); the failures of a store (SSH, SFTP, injected faults)
+//!   become `Storage` holding `object_store::Error::Generic` with this error as its source,
+//!   as the stores return them from their methods.
 
-use std::fmt::Display;
+use std::fmt::{self, Display};
+use std::path::PathBuf;
+
+/// The destination URL forms [`open`](crate::open) accepts, for messages.
+pub(crate) const ACCEPTED_FORMS: &str = "file:///ABSOLUTE/PATH, s3://BUCKET/PREFIX[?OPTIONS], \
+     sftp://USER@HOST[:PORT]/ABSOLUTE/PATH[?OPTIONS], memory://";
 
 /// Result alias.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -26,9 +38,18 @@ pub enum Error {
         /// What is wrong.
         reason: String,
     },
+    /// The text is not in one of the explicit forms a destination URL takes (an empty or
+    /// scheme-less string, a scheme without `//`, a `file` URL without an absolute path).
+    #[error("destination URL {url:?} is not explicit: {problem}; accepted forms: {ACCEPTED_FORMS}")]
+    NotExplicit {
+        /// The URL as given (not shown if it may hold credentials).
+        url: String,
+        /// What is missing.
+        problem: UrlProblem,
+    },
     /// The scheme is not one this crate opens.
     #[error(
-        "unsupported destination scheme {scheme:?} in {url:?} (supported: file://, memory://, s3://, sftp://)"
+        "unsupported destination scheme {scheme:?} in {url:?}; accepted forms: {ACCEPTED_FORMS}"
     )]
     UnsupportedScheme {
         /// The scheme found.
@@ -138,6 +159,7 @@ impl Error {
             },
             Error::Io { source, .. } => is_transient_io(source.kind()),
             Error::InvalidUrl { .. }
+            | Error::NotExplicit { .. }
             | Error::UnsupportedScheme { .. }
             | Error::Open { .. }
             | Error::HostKeyRejected { .. }
@@ -152,6 +174,78 @@ impl Error {
         object_store::Error::Generic {
             store,
             source: Box::new(self),
+        }
+    }
+}
+
+/// Why a destination URL is not explicit ([`Error::NotExplicit`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum UrlProblem {
+    /// Nothing was given.
+    Empty,
+    /// No scheme: a bare name or path such as `backups` or `/srv/backups`.
+    NoScheme,
+    /// A known scheme not followed by `//`, such as `s3:bucket/prefix`.
+    MissingSlashes {
+        /// The scheme, lower case.
+        scheme: String,
+    },
+    /// A `file` URL without an absolute path after `file://`, such as `file://relative`
+    /// or `file:`.
+    NotAbsolute,
+}
+
+impl Display for UrlProblem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            UrlProblem::Empty => f.write_str("the URL is empty"),
+            UrlProblem::NoScheme => {
+                f.write_str("no scheme (a local directory is file:///ABSOLUTE/PATH)")
+            }
+            UrlProblem::MissingSlashes { scheme } => {
+                write!(f, "'{scheme}:' must be followed by '//'")
+            }
+            UrlProblem::NotAbsolute => f.write_str(
+                "a file URL takes an absolute path after 'file://' (three slashes in all)",
+            ),
+        }
+    }
+}
+
+/// The field [`backup_core::Error::Invalid`] names for a refused destination URL.
+const URL_FIELD: &str = "destination url";
+
+impl From<Error> for backup_core::Error {
+    fn from(err: Error) -> Self {
+        match err {
+            Error::InvalidUrl { url, reason } => {
+                backup_core::Error::invalid(URL_FIELD, format!("{url:?}: {reason}"))
+            }
+            Error::NotExplicit { url, problem } => backup_core::Error::invalid(
+                URL_FIELD,
+                format!("{url:?} is not explicit: {problem}; accepted forms: {ACCEPTED_FORMS}"),
+            ),
+            Error::UnsupportedScheme { scheme, url } => backup_core::Error::invalid(
+                URL_FIELD,
+                format!("{url:?}: unsupported scheme {scheme:?}; accepted forms: {ACCEPTED_FORMS}"),
+            ),
+            Error::Open { source, .. } => backup_core::Error::Storage { source },
+            Error::Io { path, source } => backup_core::Error::Io {
+                path: PathBuf::from(path),
+                source,
+            },
+            Error::InjectedFault { .. } => backup_core::Error::Storage {
+                source: err.into_store("FaultStore"),
+            },
+            Error::Ssh { .. }
+            | Error::HostKeyRejected { .. }
+            | Error::AuthRejected { .. }
+            | Error::Key { .. }
+            | Error::Sftp { .. }
+            | Error::Protocol { .. } => backup_core::Error::Storage {
+                source: err.into_store("SFTP"),
+            },
         }
     }
 }
@@ -221,4 +315,90 @@ impl std::error::Error for Message {}
 /// Boxes a message as an error source.
 pub(crate) fn message(text: impl Into<String>) -> Box<dyn std::error::Error + Send + Sync> {
     Box::new(Message(text.into()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn errors_become_core_errors_by_kind() {
+        use backup_core::Error as Core;
+
+        let bad = crate::check("s3:bucket/p").unwrap_err();
+        match Core::from(bad) {
+            Core::Invalid { field, reason } => {
+                assert_eq!(field, "destination url");
+                assert!(
+                    reason.contains("'s3:' must be followed by '//'"),
+                    "{reason}"
+                );
+                assert!(reason.contains(ACCEPTED_FORMS), "{reason}");
+            }
+            other => panic!("{other:?}"),
+        }
+        for bad in ["ftp://host/x", "s3://bucket/x?allow_http=maybe"] {
+            let core = Core::from(crate::check(bad).unwrap_err());
+            assert!(
+                matches!(
+                    core,
+                    Core::Invalid {
+                        field: "destination url",
+                        ..
+                    }
+                ),
+                "{core:?}"
+            );
+        }
+
+        let io = Error::Io {
+            path: "/srv/b".into(),
+            source: std::io::Error::from(std::io::ErrorKind::PermissionDenied),
+        };
+        match Core::from(io) {
+            Core::Io { path, source } => {
+                assert_eq!(path, PathBuf::from("/srv/b"));
+                assert_eq!(source.kind(), std::io::ErrorKind::PermissionDenied);
+            }
+            other => panic!("{other:?}"),
+        }
+
+        let open = Error::Open {
+            url: "s3://bucket".into(),
+            source: object_store::Error::NotImplemented {
+                operation: "x".into(),
+                implementer: "y".into(),
+            },
+        };
+        assert!(matches!(
+            Core::from(open),
+            Core::Storage {
+                source: object_store::Error::NotImplemented { .. }
+            }
+        ));
+
+        // A store's own failure keeps this error as the source, as store methods return it.
+        let fault = Error::InjectedFault {
+            call: 3,
+            kind: crate::RequestKind::Put,
+        };
+        match Core::from(fault) {
+            Core::Storage { source } => {
+                assert!(is_transient(&source), "{source}");
+                let object_store::Error::Generic { source, .. } = source else {
+                    panic!("not Generic");
+                };
+                assert!(matches!(
+                    source.downcast_ref::<Error>(),
+                    Some(Error::InjectedFault { call: 3, .. })
+                ));
+            }
+            other => panic!("{other:?}"),
+        }
+        let refused = Error::HostKeyRejected {
+            host: "h:22".into(),
+            reason: "changed".into(),
+        };
+        assert!(matches!(Core::from(refused), Core::Storage { .. }));
+    }
 }

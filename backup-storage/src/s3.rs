@@ -9,11 +9,12 @@ use url::Url;
 
 use crate::error::{Error, Result};
 
-/// Builds the S3 store of an `s3://` URL (credentials and defaults from `AWS_*` variables,
-/// then the URL's `endpoint`, `region` and `allow_http` options).
-pub(crate) fn open(parsed: &Url, shown: String) -> Result<(Arc<dyn ObjectStore>, Path)> {
+/// The S3 settings of an `s3://` URL (credentials and defaults from `AWS_*` variables,
+/// then the URL's `endpoint`, `region` and `allow_http` options) and the root prefix; checks
+/// the URL without building a client.
+pub(crate) fn builder(parsed: &Url, shown: &str) -> Result<(AmazonS3Builder, Path)> {
     let invalid = |reason: &str| Error::InvalidUrl {
-        url: shown.clone(),
+        url: shown.to_owned(),
         reason: reason.to_owned(),
     };
     let bucket = parsed
@@ -25,7 +26,7 @@ pub(crate) fn open(parsed: &Url, shown: String) -> Result<(Arc<dyn ObjectStore>,
             "S3 URLs are s3://BUCKET/PREFIX; credentials come from AWS_* variables",
         ));
     }
-    let prefix = crate::url::decoded_path(parsed, &shown)?;
+    let prefix = crate::url::decoded_path(parsed, shown)?;
     let root = Path::parse(&prefix).map_err(|e| invalid(&format!("bad prefix {prefix:?}: {e}")))?;
 
     let mut builder = AmazonS3Builder::from_env().with_bucket_name(bucket);
@@ -57,11 +58,16 @@ pub(crate) fn open(parsed: &Url, shown: String) -> Result<(Arc<dyn ObjectStore>,
             }
         }
     }
+    Ok((builder, root))
+}
+
+/// Builds the store (no request is made).
+pub(crate) fn build(builder: AmazonS3Builder, shown: String) -> Result<Arc<dyn ObjectStore>> {
     install_crypto_provider();
     let store = builder
         .build()
         .map_err(|source| Error::Open { url: shown, source })?;
-    Ok((Arc::new(store), root))
+    Ok(Arc::new(store))
 }
 
 /// HTTPS to S3 goes through rustls on ring (the crypto russh uses too, so only one is

@@ -7,7 +7,9 @@ use std::time::Duration;
 
 use backup_storage::object_store::memory::InMemory;
 use backup_storage::object_store::path::Path;
-use backup_storage::object_store::{ObjectStore, ObjectStoreExt, PutMode};
+use backup_storage::object_store::{
+    ObjectStore, ObjectStoreExt, PutMode, PutOptions, UpdateVersion,
+};
 use backup_storage::{
     CountingStore, Error, FaultPlan, FaultStore, RequestKind, RetryPolicy, RetryStore, SftpBuilder,
     conformance,
@@ -130,6 +132,111 @@ async fn s3_conforms() {
 async fn sftp_conforms() {
     let (store, root) = backup_storage::open(&server_env("BACKUP_TEST_SFTP_URL")).unwrap();
     conformance::run(&store, &root).await;
+}
+
+/// What a store opened by `open` does with the puts a lease needs: `Create` is exclusive
+/// (`AlreadyExists`, the object unchanged), `Update` compares the ETag where the store
+/// supports it (`Precondition` when stale or missing) and is `NotImplemented` where it
+/// does not; deleting a missing object is `Ok`, or `NotFound` where `missing_delete_fails`.
+async fn lease_semantics(
+    store: &Arc<dyn ObjectStore>,
+    root: &Path,
+    update: bool,
+    missing_delete_fails: bool,
+) {
+    use backup_storage::object_store::Error as StoreError;
+    let key = Path::from_iter(
+        root.parts()
+            .chain(Path::from(format!("lease-{}/account/lease", random())).parts()),
+    );
+    let create = || PutOptions::from(PutMode::Create);
+    store.put_opts(&key, "mine".into(), create()).await.unwrap();
+    let taken = store.put_opts(&key, "theirs".into(), create()).await;
+    assert!(
+        matches!(taken, Err(StoreError::AlreadyExists { .. })),
+        "{taken:?}"
+    );
+    let held = store.get(&key).await.unwrap().bytes().await.unwrap();
+    assert_eq!(held.as_ref(), b"mine");
+
+    let current = store.head(&key).await.unwrap();
+    let version = UpdateVersion {
+        e_tag: current.e_tag.clone(),
+        version: current.version.clone(),
+    };
+    let renewed = store
+        .put_opts(
+            &key,
+            "renewed".into(),
+            PutMode::Update(version.clone()).into(),
+        )
+        .await;
+    if update {
+        renewed.unwrap();
+        let stale = store
+            .put_opts(
+                &key,
+                "stale".into(),
+                PutMode::Update(version.clone()).into(),
+            )
+            .await;
+        assert!(
+            matches!(stale, Err(StoreError::Precondition { .. })),
+            "{stale:?}"
+        );
+        let missing = key.clone().join("missing");
+        let absent = store
+            .put_opts(&missing, "x".into(), PutMode::Update(version).into())
+            .await;
+        assert!(
+            matches!(absent, Err(StoreError::Precondition { .. })),
+            "{absent:?}"
+        );
+    } else {
+        assert!(
+            matches!(renewed, Err(StoreError::NotImplemented { .. })),
+            "{renewed:?}"
+        );
+    }
+
+    store.delete(&key).await.unwrap();
+    match store.delete(&key).await {
+        Ok(()) => assert!(!missing_delete_fails, "deleting a missing object succeeded"),
+        Err(StoreError::NotFound { .. }) => {
+            assert!(missing_delete_fails, "deleting a missing object failed")
+        }
+        Err(e) => panic!("deleting a missing object: {e}"),
+    }
+    // Released, the lease can be taken again.
+    store.put_opts(&key, "next".into(), create()).await.unwrap();
+    store.delete(&key).await.unwrap();
+}
+
+#[tokio::test]
+async fn memory_lease_semantics() {
+    let (store, root) = backup_storage::open("memory://").unwrap();
+    lease_semantics(&store, &root, true, false).await;
+}
+
+#[tokio::test]
+async fn local_lease_semantics() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, root) = backup_storage::open(&format!("file://{}", dir.path().display())).unwrap();
+    lease_semantics(&store, &root, false, true).await;
+}
+
+#[tokio::test]
+#[ignore = "needs S3: run scripts/test.sh"]
+async fn s3_lease_semantics() {
+    let (store, root) = backup_storage::open(&s3_url()).unwrap();
+    lease_semantics(&store, &root, true, false).await;
+}
+
+#[tokio::test]
+#[ignore = "needs SFTP: run scripts/test.sh"]
+async fn sftp_lease_semantics() {
+    let (store, root) = backup_storage::open(&server_env("BACKUP_TEST_SFTP_URL")).unwrap();
+    lease_semantics(&store, &root, false, false).await;
 }
 
 /// The wrappers stacked on a flaky store still pass the whole suite: retries hide the

@@ -214,24 +214,23 @@ impl SftpBuilder {
         self
     }
 
-    /// Checks the settings and returns the store; nothing is contacted until first use.
-    pub fn build(self) -> Result<SftpStore> {
-        let host = self.host.filter(|h| !h.is_empty());
-        let user = self.user.filter(|u| !u.is_empty());
-        let url = format!(
-            "sftp://{}@{}:{}{}",
-            user.as_deref().unwrap_or("?"),
-            host.as_deref().unwrap_or("?"),
-            self.port,
-            self.root.as_deref().unwrap_or("")
-        );
+    /// Checks the settings that need neither the disk nor the network: a host, a user, an
+    /// absolute root without `.`, `..` or NUL. [`build`](Self::build) checks them too.
+    pub(crate) fn check(&self) -> Result<()> {
+        self.checked().map(drop)
+    }
+
+    /// The host, the user and the root (without a trailing slash), checked.
+    fn checked(&self) -> Result<(String, String, String)> {
+        let host = self.host.clone().filter(|h| !h.is_empty());
+        let user = self.user.clone().filter(|u| !u.is_empty());
         let invalid = |reason: &str| Error::InvalidUrl {
-            url: url.clone(),
+            url: self.shown(),
             reason: reason.to_owned(),
         };
         let host = host.ok_or_else(|| invalid("no host"))?;
         let user = user.ok_or_else(|| invalid("no user"))?;
-        let root = self.root.unwrap_or_default();
+        let root = self.root.clone().unwrap_or_default();
         if !root.starts_with('/') {
             return Err(invalid("the root directory must be an absolute path"));
         }
@@ -245,6 +244,36 @@ impl SftpBuilder {
             "/".to_owned()
         } else {
             trimmed.to_owned()
+        };
+        Ok((host, user, root))
+    }
+
+    /// The settings as a URL, for messages.
+    fn shown(&self) -> String {
+        format!(
+            "sftp://{}@{}:{}{}",
+            self.user
+                .as_deref()
+                .filter(|u| !u.is_empty())
+                .unwrap_or("?"),
+            self.host
+                .as_deref()
+                .filter(|h| !h.is_empty())
+                .unwrap_or("?"),
+            self.port,
+            self.root.as_deref().unwrap_or("")
+        )
+    }
+
+    /// Checks the settings and returns the store; nothing is contacted until first use.
+    /// Without a key file given, the first of `~/.ssh/id_ed25519`, `id_ecdsa`, `id_rsa` that
+    /// exists is taken.
+    pub fn build(self) -> Result<SftpStore> {
+        let (host, user, root) = self.checked()?;
+        let url = self.shown();
+        let invalid = |reason: &str| Error::InvalidUrl {
+            url: url.clone(),
+            reason: reason.to_owned(),
         };
         let home = std::env::home_dir().map(|h| h.join(".ssh"));
         let key_file = match (self.key_file, &home) {
