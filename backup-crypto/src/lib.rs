@@ -44,7 +44,12 @@
 //! - [`envelope`]: the key envelope byte format ([`AccountKeys::to_envelope`] /
 //!   [`AccountKeys::from_envelope`]);
 //! - [`owner_key`]: the owner key text format, [`owner_key_account`];
+//! - [`record`]: the account record byte format ([`MasterKey::seal_record`] /
+//!   [`MasterKey::open_record`]);
 //! - [`seal`]: the sealing construction (header and blob layout);
+//! - [`vault`]: [`MasterKeyVault`], core's
+//!   [`KeyVault`](backup_core::ports::KeyVault) port over the master key in a state
+//!   directory (key files, rotation);
 //! - [`error`]: [`Error`], mapped onto [`backup_core::Error`].
 //!
 //! Secrets are never `Copy`, have redacted `Debug`, and are zeroized on drop.
@@ -54,10 +59,13 @@ pub mod envelope;
 pub mod error;
 pub mod master;
 pub mod owner_key;
+pub mod record;
 pub mod seal;
 mod text;
+pub mod vault;
 
 pub use account_keys::AccountKeys;
 pub use error::{Error, Result};
 pub use master::MasterKey;
 pub use owner_key::owner_key_account;
+pub use vault::MasterKeyVault;

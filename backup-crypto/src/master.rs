@@ -8,6 +8,7 @@ use std::fs;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
+use backup_core::model::AccountId;
 use rand::Rng;
 use zeroize::{Zeroize, ZeroizeOnDrop, Zeroizing};
 
@@ -20,6 +21,7 @@ const WHAT: &str = "master key";
 const MAX_FILE_LEN: u64 = 4096;
 const WRAP_CONTEXT: &str = "backup-crypto 2026-01 key envelope v1 wrapping key";
 const FINGERPRINT_CONTEXT: &str = "backup-crypto 2026-01 master key fingerprint v1";
+const RECORD_CONTEXT: &str = "backup-engine 2026 account record key";
 
 /// The server master key. It wraps every account's server-held secrets (see
 /// [`crate::AccountKeys::to_envelope`]) and is what disaster recovery needs.
@@ -71,9 +73,15 @@ impl MasterKey {
 
     /// Reads a key file written by [`MasterKey::save_new`] (or any file holding the text form).
     pub fn load(path: impl AsRef<Path>) -> Result<Self> {
-        let path = path.as_ref();
+        Self::load_with_metadata(path.as_ref()).map(|(key, _)| key)
+    }
+
+    /// [`MasterKey::load`], also returning the metadata of the file read (taken from the
+    /// open file, so it describes the bytes read even if the name is replaced meanwhile).
+    pub(crate) fn load_with_metadata(path: &Path) -> Result<(Self, fs::Metadata)> {
         let file = fs::File::open(path).map_err(|e| Error::io(path, e))?;
-        let len = file.metadata().map_err(|e| Error::io(path, e))?.len();
+        let metadata = file.metadata().map_err(|e| Error::io(path, e))?;
+        let len = metadata.len();
         if len > MAX_FILE_LEN {
             return Err(Error::malformed(
                 WHAT,
@@ -86,12 +94,13 @@ impl MasterKey {
         let mut text = Zeroizing::new(String::with_capacity(MAX_FILE_LEN as usize + 64));
         std::io::Read::read_to_string(&mut std::io::Read::take(file, MAX_FILE_LEN), &mut text)
             .map_err(|e| Error::io(path, e))?;
-        Self::from_text(&text).map_err(|e| match e {
+        let key = Self::from_text(&text).map_err(|e| match e {
             Error::Malformed { what, reason } => {
                 Error::malformed(what, format!("{}: {reason}", path.display()))
             }
             e => e,
-        })
+        })?;
+        Ok((key, metadata))
     }
 
     /// Loads the key at `path`, or, if there is no file, generates one and saves it with
@@ -115,7 +124,8 @@ impl MasterKey {
     }
 
     /// Writes the text form to a new file at `path`, readable by the owner only (mode 0600
-    /// on Unix), refusing to overwrite an existing file ([`Error::MasterKeyExists`]).
+    /// on Unix, whatever the process umask), refusing to overwrite an existing file
+    /// ([`Error::MasterKeyExists`]).
     ///
     /// The file appears atomically with its full contents: it is written and synced under a
     /// temporary name in the same directory, then hard-linked into place (which fails if the
@@ -157,7 +167,23 @@ impl MasterKey {
     /// A short public fingerprint (16 hex digits) telling keys apart without revealing them,
     /// for logs and for checking that two copies hold the same key.
     pub fn fingerprint(&self) -> String {
-        encode_hex(&blake3::derive_key(FINGERPRINT_CONTEXT, &self.bytes)[..8])
+        encode_hex(&self.fingerprint_bytes())
+    }
+
+    /// The fingerprint as bytes (what [`MasterKey::fingerprint`] shows in hex).
+    pub(crate) fn fingerprint_bytes(&self) -> [u8; 8] {
+        let mut out = [0u8; 8];
+        out.copy_from_slice(&blake3::derive_key(FINGERPRINT_CONTEXT, &self.bytes)[..8]);
+        out
+    }
+
+    /// The key that seals `account`'s records: BLAKE3 `derive_key` over the master key
+    /// followed by the account id.
+    pub(crate) fn record_key(&self, account: AccountId) -> Zeroizing<[u8; 32]> {
+        let mut material = Zeroizing::new([0u8; 48]);
+        material[..32].copy_from_slice(&self.bytes);
+        material[32..].copy_from_slice(account.as_bytes());
+        Zeroizing::new(blake3::derive_key(RECORD_CONTEXT, &*material))
     }
 
     /// The key that wraps account key envelopes.
@@ -167,6 +193,9 @@ impl MasterKey {
 
     /// Creates `path` exclusively (mode 0600), writes the text form and syncs it. On failure
     /// the partial file is removed.
+    ///
+    /// The mode given to `open` only ever loses bits to the umask; it is set again on the
+    /// open file, so the key file is 0600 whatever the umask.
     fn write_exclusive(&self, path: &Path) -> Result<()> {
         let mut options = fs::OpenOptions::new();
         options.write(true).create_new(true);
@@ -178,8 +207,8 @@ impl MasterKey {
         })?;
         let mut line = self.to_text();
         line.push('\n');
-        let written = file
-            .write_all(line.as_bytes())
+        let written = owner_only(&file)
+            .and_then(|()| file.write_all(line.as_bytes()))
             .and_then(|()| file.sync_all());
         if let Err(e) = written {
             drop(file);
@@ -190,8 +219,17 @@ impl MasterKey {
     }
 }
 
+/// Sets mode 0600 on an open file (Unix; elsewhere nothing to do).
+fn owner_only(file: &fs::File) -> std::io::Result<()> {
+    #[cfg(unix)]
+    file.set_permissions(std::os::unix::fs::PermissionsExt::from_mode(0o600))?;
+    #[cfg(not(unix))]
+    let _ = file;
+    Ok(())
+}
+
 /// Best effort: makes a new directory entry durable (not supported everywhere).
-fn sync_dir(dir: &Path) {
+pub(crate) fn sync_dir(dir: &Path) {
     if let Ok(d) = fs::File::open(dir) {
         let _ = d.sync_all();
     }
