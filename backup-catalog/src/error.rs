@@ -69,6 +69,30 @@ pub enum Error {
         /// What is wrong with it.
         reason: String,
     },
+    /// A key envelope was deleted or replaced, but its old bytes could not yet be erased
+    /// from the files (SQLite: the write-ahead-log checkpoint stayed blocked by other
+    /// connections reading or writing). The change itself is committed; retrying the call
+    /// completes the erasure.
+    #[error(
+        "key envelope erasure incomplete: other connections blocked the write-ahead-log \
+         checkpoint ({attempts} attempts); retry"
+    )]
+    ErasureBlocked {
+        /// How many checkpoints were tried.
+        attempts: u32,
+    },
+    /// The catalog file could not be created, or it or its `-wal`/`-shm` could not be
+    /// given mode 0600 (for example a missing directory, or a file another user owns).
+    #[error("cannot {action} catalog file {}: {source}", path.display())]
+    FileMode {
+        /// What failed: `create`, `inspect` or `set mode 0600 on`.
+        action: &'static str,
+        /// The file.
+        path: std::path::PathBuf,
+        /// What the OS said.
+        #[source]
+        source: std::io::Error,
+    },
     /// A connection URL this crate does not accept.
     #[error("invalid catalog url {url:?}: {reason}")]
     InvalidUrl {

@@ -6,7 +6,7 @@
 //! # tokio::runtime::Runtime::new().unwrap().block_on(async {
 //! use backup_catalog::SqliteCatalog;
 //! use backup_core::model::Account;
-//! use backup_core::ports::Catalog;
+//! use backup_core::ports::AccountStore;
 //!
 //! let catalog = SqliteCatalog::in_memory().await?;
 //! let alice = Account::new("alice")?;
@@ -23,7 +23,8 @@
 //! - [`SqliteCatalog`]: the catalog in one SQLite file (WAL, migrations embedded) or in
 //!   memory;
 //! - [`PgCatalog`]: the catalog in PostgreSQL (pooled, migrations embedded);
-//! - [`AccountUsage`]: per-account snapshot totals, from either backend's
+//! - [`AccountUsage`]: per-account snapshot totals (the model type of `backup-core`,
+//!   re-exported), from the `UsageStore` port or either backend's inherent
 //!   `usage_per_account` (beside `orphan_snapshots` and the bulk `put_snapshots`);
 //! - [`conformance`]: the checks every `Catalog` implementation must pass, for this crate's
 //!   tests and for other backends';
@@ -40,10 +41,9 @@ mod parse;
 mod postgres;
 mod sql;
 mod sqlite;
-mod usage;
 
+pub use backup_core::model::AccountUsage;
 pub use error::{Error, Result};
 pub use parse::open;
 pub use postgres::{PG_MAX_CONNECTIONS, PgCatalog};
 pub use sqlite::{BUSY_TIMEOUT, SqliteCatalog};
-pub use usage::AccountUsage;

@@ -1,7 +1,11 @@
 //! The conformance suite against each way of opening a `SqliteCatalog`, and against the
-//! in-memory reference of `backup-core` (which defines the conventions).
+//! in-memory reference of `backup-core` (which defines the conventions): first what a new
+//! catalog reads, then every convention.
+
+mod common;
 
 use backup_catalog::{SqliteCatalog, conformance};
+use backup_core::model::{AccountId, Limit, Settings};
 use backup_core::ports::{Catalog, MemoryCatalog};
 
 #[tokio::test]
@@ -10,12 +14,14 @@ async fn sqlite_file_conforms() {
     let catalog = SqliteCatalog::open(dir.path().join("catalog.db"))
         .await
         .unwrap();
+    conformance::empty(&catalog).await;
     conformance::run(&catalog).await;
 }
 
 #[tokio::test]
 async fn sqlite_in_memory_conforms() {
     let catalog = SqliteCatalog::in_memory().await.unwrap();
+    conformance::empty(&catalog).await;
     conformance::run(&catalog).await;
 }
 
@@ -25,13 +31,17 @@ async fn sqlite_urls_conform() {
     let url = format!("sqlite://{}", dir.path().join("url.db").display());
     for url in [url.as_str(), "sqlite::memory:"] {
         let catalog = SqliteCatalog::connect(url).await.unwrap();
+        conformance::empty(&catalog).await;
         conformance::run(&catalog).await;
     }
 }
 
 #[tokio::test]
 async fn memory_reference_conforms() {
-    conformance::run(&MemoryCatalog::new()).await;
+    let catalog = MemoryCatalog::new();
+    conformance::empty(&catalog).await;
+    conformance::run(&catalog).await;
+    conformance::empty(&catalog).await;
 }
 
 /// The suite only adds rows with fresh names and removes them: it passes again on a catalog
@@ -52,9 +62,23 @@ async fn suite_passes_on_a_non_empty_catalog() {
     c.put_key_envelope(account.id, b"resident key")
         .await
         .unwrap();
+    let settings = Settings {
+        max_on_demand_snapshots: Limit::Max(4),
+    };
+    c.put_settings(&settings).await.unwrap();
+    let resident = common::snapshot(account.id, 10, 123);
+    let orphan = common::snapshot(AccountId::new(), 10, 45);
+    c.put_snapshot(&resident).await.unwrap();
+    c.put_snapshot(&orphan).await.unwrap();
+    let usage = c.usage_per_account().await.unwrap();
 
     conformance::run(c).await;
     conformance::run(c).await;
+
+    assert_eq!(c.get_settings().await.unwrap(), settings);
+    assert_eq!(c.usage_per_account().await.unwrap(), usage);
+    assert_eq!(c.orphan_snapshots().await.unwrap(), vec![orphan]);
+    assert_eq!(c.list_snapshots(account.id).await.unwrap(), vec![resident]);
 
     assert_eq!(c.list_accounts().await.unwrap(), vec![account.clone()]);
     assert_eq!(c.list_organizations().await.unwrap(), vec![org]);
@@ -72,4 +96,7 @@ async fn single_checks_run_alone() {
     let catalog = SqliteCatalog::in_memory().await.unwrap();
     conformance::key_envelopes(&catalog).await;
     conformance::account_deletion(&catalog).await;
+    conformance::settings(&catalog).await;
+    conformance::usage(&catalog).await;
+    conformance::orphans(&catalog).await;
 }

@@ -1,6 +1,7 @@
 //! The schema is versioned: both backends' migrations stay in step, a released migration
 //! never changes, and a catalog written at version 1 opens at the latest version with its
-//! rows intact (and the new columns filled in).
+//! rows intact (and the new columns filled in), default settings (version 3's table starts
+//! empty) and settings that can be stored.
 //!
 //! The old catalog is made by hand: the first migration only (sqlx's `Migrator::run_to`),
 //! then rows inserted with the statements version 1 used, holding the JSON that code wrote
@@ -10,9 +11,10 @@ mod common;
 
 use backup_catalog::{AccountUsage, PgCatalog, SqliteCatalog};
 use backup_core::model::{
-    Account, DownloadRequest, ItemKind, ItemSelection, PathSelection, Snapshot, SnapshotId,
-    SnapshotStatus,
+    Account, DownloadRequest, ItemKind, ItemSelection, Limit, PathSelection, Settings, Snapshot,
+    SnapshotId, SnapshotStatus,
 };
+use backup_core::ports::UsageStore;
 use chrono::{DateTime, Utc};
 use common::{PgSchema, snapshot};
 use sqlx::migrate::Migrator;
@@ -36,6 +38,11 @@ const SQLITE_RELEASED: &[(i64, &str, &str)] = &[
         "account usage",
         "08f533bf76433e6bbda6179804b981229918690a51cdb431f27ad88c12afcc7f109b427c8205281ae2e3288c9fb75c26",
     ),
+    (
+        3,
+        "settings",
+        "0955da9a943e6014bc0a1ad69c00de9329c360b2d1c572a89d7612a9e2d690d0679e1b98e515e686183364292ab5b339",
+    ),
 ];
 const POSTGRES_RELEASED: &[(i64, &str, &str)] = &[
     (
@@ -47,6 +54,11 @@ const POSTGRES_RELEASED: &[(i64, &str, &str)] = &[
         2,
         "account usage",
         "40ca5924479ca548759d446bbc20f6d8aab3ac663362b7cccf3906bc6a4a56daedd68a567c2f8fdec44fdf2ce4847e27",
+    ),
+    (
+        3,
+        "settings",
+        "35ef105320362469695b75eb3a01ee6437e1b2d92f56ada0373e26922a64e90b864e22913894b4e205967d9208e52c51",
     ),
 ];
 
@@ -181,9 +193,16 @@ macro_rules! insert_old {
 }
 
 /// The migrated catalog holds every old row (its snapshots complete), with usage filled in
-/// from the old snapshots, and takes new writes (of either status).
+/// from the old snapshots (through the port too), reads default settings, and takes new
+/// writes (snapshots of either status, settings).
 async fn check_migrated<C: common::Reports>(c: &C, old: &Old, applied: i64) {
-    assert_eq!(applied, 2, "both migrations recorded");
+    assert_eq!(applied, 3, "every migration recorded");
+    assert_eq!(c.get_settings().await.unwrap(), Settings::default());
+    let settings = Settings {
+        max_on_demand_snapshots: Limit::Max(3),
+    };
+    c.put_settings(&settings).await.unwrap();
+    assert_eq!(c.get_settings().await.unwrap(), settings);
     assert_eq!(
         c.get_account(old.account.id).await.unwrap(),
         Some(old.account.clone())
@@ -217,6 +236,10 @@ async fn check_migrated<C: common::Reports>(c: &C, old: &Old, applied: i64) {
     ];
     expected.sort_by_key(|u| u.account.to_string());
     assert_eq!(c.usage().await.unwrap(), expected);
+    assert_eq!(UsageStore::usage_per_account(c).await.unwrap(), expected);
+    assert_eq!(UsageStore::orphan_snapshots(c).await.unwrap(), old.orphans);
+    let mine = c.account_usage(old.account.id).await.unwrap();
+    assert_eq!((mine.snapshots, mine.bytes_stored), (2, (1 << 40) + 7));
 
     let mut newer = snapshot(old.account.id, 1, 10);
     newer.status = SnapshotStatus::Partial;

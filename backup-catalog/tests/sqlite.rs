@@ -11,7 +11,9 @@ use backup_core::model::{
     Account, BackupStats, Destination, DestinationId, Organization, Snapshot, SnapshotId,
     SnapshotKind, SnapshotStatus,
 };
-use backup_core::ports::Catalog;
+use backup_core::ports::{
+    AccountStore, DestinationStore, KeyStore, OrganizationStore, SnapshotStore,
+};
 use chrono::{TimeDelta, Utc};
 
 fn snapshot(account: &Account, minutes_ago: i64) -> Snapshot {
@@ -85,15 +87,15 @@ async fn migrations_are_idempotent() {
     first.put_account(&account).await.unwrap();
     // A second catalog on the same file while the first is open, then a third after both.
     let second = SqliteCatalog::open(&path).await.unwrap();
-    assert_eq!(migrations_applied(&first).await, 2);
-    assert_eq!(migrations_applied(&second).await, 2);
+    assert_eq!(migrations_applied(&first).await, 3);
+    assert_eq!(migrations_applied(&second).await, 3);
     assert_eq!(second.list_accounts().await.unwrap(), vec![account.clone()]);
     first.close().await;
     second.close().await;
     let third = SqliteCatalog::connect(&format!("sqlite://{}", path.display()))
         .await
         .unwrap();
-    assert_eq!(migrations_applied(&third).await, 2);
+    assert_eq!(migrations_applied(&third).await, 3);
     assert_eq!(third.list_accounts().await.unwrap(), vec![account]);
 }
 
@@ -151,7 +153,7 @@ async fn concurrent_puts_all_land() {
 }
 
 #[tokio::test]
-async fn file_catalog_uses_wal_foreign_keys_and_busy_timeout() {
+async fn file_catalog_connection_settings() {
     let dir = tempfile::tempdir().unwrap();
     let catalog = SqliteCatalog::open(dir.path().join("catalog.db"))
         .await
@@ -172,6 +174,16 @@ async fn file_catalog_uses_wal_foreign_keys_and_busy_timeout() {
         .await
         .unwrap();
     assert_eq!(busy, backup_catalog::BUSY_TIMEOUT.as_millis() as i64);
+    let secure: i64 = sqlx::query_scalar("PRAGMA secure_delete")
+        .fetch_one(pool)
+        .await
+        .unwrap();
+    assert_eq!(secure, 1, "deleted rows are overwritten");
+    let temp: i64 = sqlx::query_scalar("PRAGMA temp_store")
+        .fetch_one(pool)
+        .await
+        .unwrap();
+    assert_eq!(temp, 2, "temporary files stay in memory");
 }
 
 #[tokio::test]
@@ -230,11 +242,28 @@ async fn bad_urls_and_paths_are_refused() {
         .await
         .unwrap_err();
     assert!(
+        matches!(
+            err,
+            backup_catalog::Error::FileMode {
+                action: "create",
+                ..
+            }
+        ),
+        "{err}"
+    );
+    assert!(err.to_string().contains("missing/dir/catalog.db"), "{err}");
+    let core: backup_core::Error = err.into();
+    assert_eq!(core.kind(), ErrorKind::Io);
+    // Without creation (`mode=rw`), a missing file is SQLite's to report.
+    let url = format!(
+        "sqlite://{}?mode=rw",
+        dir.path().join("absent.db").display()
+    );
+    let err = SqliteCatalog::connect(&url).await.unwrap_err();
+    assert!(
         matches!(err, backup_catalog::Error::Database { .. }),
         "{err}"
     );
-    let core: backup_core::Error = err.into();
-    assert_eq!(core.kind(), ErrorKind::Io);
 }
 
 #[tokio::test]

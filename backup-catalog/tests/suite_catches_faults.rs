@@ -4,11 +4,14 @@
 use async_trait::async_trait;
 use backup_core::Result;
 use backup_core::model::{
-    Account, AccountId, Destination, DestinationId, DownloadId, DownloadRequest, Job, JobId,
-    Organization, OrganizationId, PriorityGroup, PriorityGroupId, Snapshot, SnapshotId,
-    SnapshotStatus, Tag, TagId,
+    Account, AccountId, AccountUsage, Destination, DestinationId, DownloadId, DownloadRequest, Job,
+    JobId, Limit, Organization, OrganizationId, PriorityGroup, PriorityGroupId, Settings, Snapshot,
+    SnapshotId, SnapshotStatus, Tag, TagId,
 };
-use backup_core::ports::{Catalog, MemoryCatalog};
+use backup_core::ports::{
+    AccountStore, DestinationStore, DownloadStore, JobStore, KeyStore, MemoryCatalog,
+    OrganizationStore, PriorityGroupStore, SettingsStore, SnapshotStore, TagStore, UsageStore,
+};
 
 #[derive(Debug, Clone, Copy)]
 enum Fault {
@@ -38,16 +41,34 @@ enum Fault {
     SnapshotsOfEveryone,
     /// A snapshot's status is not stored: every snapshot reads back complete.
     StatusNotStored,
+    /// Settings are stored once; later puts are ignored.
+    SettingsStoredOnce,
+    /// A limit of `Max(n)` reads back as unlimited.
+    SettingsLoseMax,
+    /// Usage counts snapshots but not their bytes.
+    UsageWithoutBytes,
+    /// `account_usage` of an account without snapshots is an error instead of zeros.
+    NoUsageIsError,
+    /// `usage_per_account` lists accounts newest id first.
+    UsageReversed,
+    /// Orphans listed newest first.
+    OrphansNewestFirst,
+    /// Snapshots of every account count as orphans.
+    EverySnapshotOrphan,
+    /// Forgetting an account deletes it with its rows.
+    ForgetDeletesAll,
 }
 
 #[derive(Debug)]
 struct Faulty {
     inner: MemoryCatalog,
     fault: Fault,
+    /// For [`Fault::SettingsStoredOnce`].
+    stored: std::sync::atomic::AtomicBool,
 }
 
 #[async_trait]
-impl Catalog for Faulty {
+impl OrganizationStore for Faulty {
     async fn put_organization(&self, org: &Organization) -> Result<()> {
         let known = self.inner.get_organization(org.id).await?.is_some();
         if matches!(self.fault, Fault::OrgClashOnlyOnInsert)
@@ -73,7 +94,10 @@ impl Catalog for Faulty {
     async fn delete_organization(&self, id: OrganizationId) -> Result<bool> {
         self.inner.delete_organization(id).await
     }
+}
 
+#[async_trait]
+impl AccountStore for Faulty {
     async fn put_account(&self, account: &Account) -> Result<()> {
         self.inner.put_account(account).await
     }
@@ -90,6 +114,12 @@ impl Catalog for Faulty {
     async fn list_accounts(&self) -> Result<Vec<Account>> {
         self.inner.list_accounts().await
     }
+    async fn forget_account(&self, id: AccountId) -> Result<bool> {
+        if matches!(self.fault, Fault::ForgetDeletesAll) {
+            return self.inner.delete_account(id).await;
+        }
+        self.inner.forget_account(id).await
+    }
     async fn delete_account(&self, id: AccountId) -> Result<bool> {
         let downloads = self.inner.list_downloads(id).await?;
         let deleted = self.inner.delete_account(id).await?;
@@ -100,7 +130,10 @@ impl Catalog for Faulty {
         }
         Ok(deleted)
     }
+}
 
+#[async_trait]
+impl TagStore for Faulty {
     async fn put_tag(&self, tag: &Tag) -> Result<()> {
         self.inner.put_tag(tag).await
     }
@@ -117,7 +150,10 @@ impl Catalog for Faulty {
     async fn delete_tag(&self, id: TagId) -> Result<bool> {
         self.inner.delete_tag(id).await
     }
+}
 
+#[async_trait]
+impl PriorityGroupStore for Faulty {
     async fn put_priority_group(&self, group: &PriorityGroup) -> Result<()> {
         self.inner.put_priority_group(group).await
     }
@@ -131,7 +167,10 @@ impl Catalog for Faulty {
         let deleted = self.inner.delete_priority_group(id).await?;
         Ok(deleted || matches!(self.fault, Fault::DeleteAlwaysTrue))
     }
+}
 
+#[async_trait]
+impl DestinationStore for Faulty {
     async fn put_destination(&self, destination: &Destination) -> Result<()> {
         if matches!(self.fault, Fault::NoDestinationUniqueness) {
             for d in self.inner.list_destinations().await? {
@@ -154,7 +193,10 @@ impl Catalog for Faulty {
     async fn delete_destination(&self, id: DestinationId) -> Result<bool> {
         self.inner.delete_destination(id).await
     }
+}
 
+#[async_trait]
+impl JobStore for Faulty {
     async fn put_job(&self, job: &Job) -> Result<()> {
         self.inner.put_job(job).await
     }
@@ -171,7 +213,10 @@ impl Catalog for Faulty {
     async fn delete_job(&self, id: JobId) -> Result<bool> {
         self.inner.delete_job(id).await
     }
+}
 
+#[async_trait]
+impl SnapshotStore for Faulty {
     async fn put_snapshot(&self, snapshot: &Snapshot) -> Result<()> {
         if matches!(self.fault, Fault::StatusNotStored) {
             let status = SnapshotStatus::Complete;
@@ -211,7 +256,10 @@ impl Catalog for Faulty {
     async fn delete_snapshot(&self, id: SnapshotId) -> Result<bool> {
         self.inner.delete_snapshot(id).await
     }
+}
 
+#[async_trait]
+impl KeyStore for Faulty {
     async fn put_key_envelope(&self, account: AccountId, envelope: &[u8]) -> Result<()> {
         if envelope.is_empty() && matches!(self.fault, Fault::EmptyKeyAbsent) {
             self.inner.delete_key_envelope(account).await?;
@@ -225,7 +273,10 @@ impl Catalog for Faulty {
     async fn delete_key_envelope(&self, account: AccountId) -> Result<bool> {
         self.inner.delete_key_envelope(account).await
     }
+}
 
+#[async_trait]
+impl DownloadStore for Faulty {
     async fn put_download(&self, download: &DownloadRequest) -> Result<()> {
         self.inner.put_download(download).await
     }
@@ -237,6 +288,76 @@ impl Catalog for Faulty {
     }
     async fn delete_download(&self, id: DownloadId) -> Result<bool> {
         self.inner.delete_download(id).await
+    }
+}
+
+#[async_trait]
+impl SettingsStore for Faulty {
+    async fn get_settings(&self) -> Result<Settings> {
+        let mut settings = self.inner.get_settings().await?;
+        if matches!(self.fault, Fault::SettingsLoseMax)
+            && matches!(settings.max_on_demand_snapshots, Limit::Max(_))
+        {
+            settings.max_on_demand_snapshots = Limit::Unlimited;
+        }
+        Ok(settings)
+    }
+    async fn put_settings(&self, settings: &Settings) -> Result<()> {
+        if matches!(self.fault, Fault::SettingsStoredOnce) && self.settings_stored() {
+            return Ok(());
+        }
+        self.inner.put_settings(settings).await
+    }
+}
+
+impl Faulty {
+    /// Whether settings were ever put (the memory catalog's defaults read back otherwise).
+    fn settings_stored(&self) -> bool {
+        self.stored.swap(true, std::sync::atomic::Ordering::SeqCst)
+    }
+
+    fn usage(&self, mut usage: AccountUsage) -> AccountUsage {
+        if matches!(self.fault, Fault::UsageWithoutBytes) {
+            usage.bytes_stored = 0;
+        }
+        usage
+    }
+}
+
+#[async_trait]
+impl UsageStore for Faulty {
+    async fn usage_per_account(&self) -> Result<Vec<AccountUsage>> {
+        let mut all: Vec<AccountUsage> = (self.inner.usage_per_account().await?)
+            .into_iter()
+            .map(|u| self.usage(u))
+            .collect();
+        if matches!(self.fault, Fault::UsageReversed) {
+            all.reverse();
+        }
+        Ok(all)
+    }
+    async fn account_usage(&self, account: AccountId) -> Result<AccountUsage> {
+        let usage = self.inner.account_usage(account).await?;
+        if matches!(self.fault, Fault::NoUsageIsError) && usage.snapshots == 0 {
+            return Err(backup_core::Error::not_found("usage"));
+        }
+        Ok(self.usage(usage))
+    }
+    async fn orphan_snapshots(&self) -> Result<Vec<Snapshot>> {
+        let mut orphans = self.inner.orphan_snapshots().await?;
+        match self.fault {
+            Fault::OrphansNewestFirst => {
+                orphans.sort_by_key(|s| (s.account, std::cmp::Reverse(s.created), s.id));
+            }
+            Fault::EverySnapshotOrphan => {
+                for account in self.inner.list_accounts().await? {
+                    orphans.extend(self.inner.list_snapshots(account.id).await?);
+                }
+                orphans.sort_by_key(|s| (s.account, s.created, s.id));
+            }
+            _ => {}
+        }
+        Ok(orphans)
     }
 }
 
@@ -256,11 +377,20 @@ async fn every_fault_fails_the_suite() {
         Fault::MissingOrgIsError,
         Fault::SnapshotsOfEveryone,
         Fault::StatusNotStored,
+        Fault::SettingsStoredOnce,
+        Fault::SettingsLoseMax,
+        Fault::UsageWithoutBytes,
+        Fault::NoUsageIsError,
+        Fault::UsageReversed,
+        Fault::OrphansNewestFirst,
+        Fault::EverySnapshotOrphan,
+        Fault::ForgetDeletesAll,
     ];
     for fault in faults {
         let catalog = Faulty {
             inner: MemoryCatalog::new(),
             fault,
+            stored: Default::default(),
         };
         // Spawning also proves the suite's future is Send.
         let outcome = tokio::spawn(async move {

@@ -1,5 +1,5 @@
 //! Checks of the rows that belong to an account: snapshots, downloads, key envelopes, and
-//! what deleting an account removes.
+//! what deleting or forgetting an account removes.
 
 use backup_core::model::{Account, AccountId, DownloadRequest, Snapshot, SnapshotStatus};
 use backup_core::ports::Catalog;
@@ -330,4 +330,49 @@ pub async fn account_deletion(catalog: &dyn Catalog) {
         "conformance: deleting an account twice should return false the second time"
     );
     ok(c.delete_account(kept.id).await, "delete account");
+}
+
+/// Forgetting an account removes its row only: its snapshot rows (now orphans), downloads
+/// and key envelope stay; forgetting it again returns false.
+pub async fn account_forgetting(catalog: &dyn Catalog) {
+    let c = catalog;
+    let account = fresh_account(c).await;
+    let base = Utc::now();
+    let snap = Snapshot::sample(account.id, Uuid::new_v4().into(), base);
+    let download = DownloadRequest::sample(account.id, Uuid::new_v4().into(), base);
+    ok(c.put_snapshot(&snap).await, "put snapshot");
+    ok(c.put_download(&download).await, "put download");
+    ok(c.put_key_envelope(account.id, b"kept").await, "put key");
+
+    assert!(
+        ok(c.forget_account(account.id).await, "forget account"),
+        "conformance: forgetting a present account should return true"
+    );
+    let got = ok(c.get_account(account.id).await, "get forgotten account");
+    assert!(got.is_none(), "conformance: a forgotten account is gone");
+    assert_eq!(
+        ok(c.list_snapshots(account.id).await, "list snapshots"),
+        vec![snap.clone()],
+        "conformance: forgetting an account should keep its snapshot rows"
+    );
+    let orphans = ok(c.orphan_snapshots().await, "orphan_snapshots");
+    assert!(
+        orphans.contains(&snap),
+        "conformance: a forgotten account's snapshots should be orphans"
+    );
+    assert_eq!(
+        ok(c.list_downloads(account.id).await, "list downloads"),
+        vec![download],
+        "conformance: forgetting an account should keep its downloads"
+    );
+    assert_eq!(
+        ok(c.get_key_envelope(account.id).await, "get key"),
+        Some(b"kept".to_vec()),
+        "conformance: forgetting an account should keep its key envelope"
+    );
+    assert!(
+        !ok(c.forget_account(account.id).await, "forget account twice"),
+        "conformance: forgetting an account twice should return false the second time"
+    );
+    ok(c.delete_account(account.id).await, "delete account");
 }

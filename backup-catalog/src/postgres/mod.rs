@@ -37,6 +37,10 @@ const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(10);
 /// catalogs in one database). This build has no TLS: connect over loopback, a Unix socket or
 /// a trusted network (`sslmode=require` fails). Cloning is cheap and shares the pool.
 ///
+/// Deleting or replacing a key envelope (or deleting an account) ends with
+/// `VACUUM key_envelopes`, best effort; PostgreSQL has no way to overwrite a deleted row's
+/// bytes, so see `KeyStore` in `backup_core::ports` for what may remain and for how long.
+///
 /// ```no_run
 /// # async fn demo() -> backup_catalog::Result<()> {
 /// use backup_catalog::PgCatalog;
@@ -96,6 +100,19 @@ impl PgCatalog {
     /// the upserts' conflict handling is atomic at that level).
     async fn begin_write(&self) -> Result<Transaction<'static, Postgres>> {
         Ok(self.pool.begin().await?)
+    }
+
+    /// After a key envelope was deleted or replaced: `VACUUM key_envelopes` (outside any
+    /// transaction, as VACUUM requires) frees the dead row version so that later writes can
+    /// reuse its space. Best effort: a role that does not own the table gets a warning and
+    /// nothing done, a transaction older than the delete keeps the row version alive, and
+    /// an error here is ignored; the delete itself has committed. What may remain is listed
+    /// on `KeyStore` in `backup_core::ports`.
+    async fn erase_removed_envelopes(&self, _removal: crate::sql::Removal) -> Result<()> {
+        let _ = sqlx::raw_sql("VACUUM key_envelopes")
+            .execute(&self.pool)
+            .await;
+        Ok(())
     }
 }
 

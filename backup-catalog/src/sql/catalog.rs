@@ -1,6 +1,7 @@
-//! `catalog!(Catalog)`: `impl backup_core::ports::Catalog` for a backend with the helpers of
-//! [`rows`](super::rows). Each method is one statement (or one transaction for
-//! `delete_account`).
+//! `catalog!(Catalog)`: the capability traits of `backup_core::ports` (together, its
+//! `Catalog`) for a backend with the helpers of [`rows`](super::rows). Each method is one
+//! statement (or one transaction for `delete_account` and a key replace), followed by the
+//! backend's erasure after a key envelope is deleted or replaced.
 
 macro_rules! catalog {
     ($catalog:ty) => {
@@ -8,18 +9,22 @@ macro_rules! catalog {
             use async_trait::async_trait;
             use backup_core::Result;
             use backup_core::model::{
-                Account, AccountId, Destination, DestinationId, DownloadId, DownloadRequest, Job,
-                JobId, Organization, OrganizationId, PriorityGroup, PriorityGroupId, Snapshot,
-                SnapshotId, Tag, TagId,
+                Account, AccountId, AccountUsage, Destination, DestinationId, DownloadId,
+                DownloadRequest, Job, JobId, Organization, OrganizationId, PriorityGroup,
+                PriorityGroupId, Settings, Snapshot, SnapshotId, Tag, TagId,
             };
-            use backup_core::ports::Catalog;
+            use backup_core::ports::{
+                AccountStore, DestinationStore, DownloadStore, JobStore, KeyStore,
+                OrganizationStore, PriorityGroupStore, SettingsStore, SnapshotStore, TagStore,
+                UsageStore,
+            };
             use $crate::sql::statements::{
-                ACCOUNTS, DELETE_KEY, DESTINATIONS, DOWNLOADS, JOBS, ORGANIZATIONS,
-                PRIORITY_GROUPS, SNAPSHOTS, TAGS,
+                ACCOUNTS, DESTINATIONS, DOWNLOADS, JOBS, ORGANIZATIONS, PRIORITY_GROUPS, SNAPSHOTS,
+                TAGS,
             };
 
             #[async_trait]
-            impl Catalog for $catalog {
+            impl OrganizationStore for $catalog {
                 async fn put_organization(&self, org: &Organization) -> Result<()> {
                     let (t, id) = (&ORGANIZATIONS, org.id.to_string());
                     Ok(self
@@ -47,7 +52,10 @@ macro_rules! catalog {
                         .delete_row(ORGANIZATIONS.delete, id.to_string())
                         .await?)
                 }
+            }
 
+            #[async_trait]
+            impl AccountStore for $catalog {
                 async fn put_account(&self, account: &Account) -> Result<()> {
                     let (t, id) = (&ACCOUNTS, account.id.to_string());
                     let username = account.username.as_str();
@@ -72,7 +80,13 @@ macro_rules! catalog {
                 async fn delete_account(&self, id: AccountId) -> Result<bool> {
                     Ok(self.delete_account_rows(id.to_string()).await?)
                 }
+                async fn forget_account(&self, id: AccountId) -> Result<bool> {
+                    Ok(self.delete_row(ACCOUNTS.delete, id.to_string()).await?)
+                }
+            }
 
+            #[async_trait]
+            impl TagStore for $catalog {
                 async fn put_tag(&self, tag: &Tag) -> Result<()> {
                     let t = &TAGS;
                     Ok(self
@@ -90,7 +104,10 @@ macro_rules! catalog {
                 async fn delete_tag(&self, id: TagId) -> Result<bool> {
                     Ok(self.delete_row(TAGS.delete, id.to_string()).await?)
                 }
+            }
 
+            #[async_trait]
+            impl PriorityGroupStore for $catalog {
                 async fn put_priority_group(&self, group: &PriorityGroup) -> Result<()> {
                     let (t, id) = (&PRIORITY_GROUPS, group.id.to_string());
                     Ok(self
@@ -113,7 +130,10 @@ macro_rules! catalog {
                         .delete_row(PRIORITY_GROUPS.delete, id.to_string())
                         .await?)
                 }
+            }
 
+            #[async_trait]
+            impl DestinationStore for $catalog {
                 async fn put_destination(&self, destination: &Destination) -> Result<()> {
                     let (t, id) = (&DESTINATIONS, destination.id.to_string());
                     Ok(self
@@ -136,7 +156,10 @@ macro_rules! catalog {
                 async fn delete_destination(&self, id: DestinationId) -> Result<bool> {
                     Ok(self.delete_row(DESTINATIONS.delete, id.to_string()).await?)
                 }
+            }
 
+            #[async_trait]
+            impl JobStore for $catalog {
                 async fn put_job(&self, job: &Job) -> Result<()> {
                     let t = &JOBS;
                     Ok(self
@@ -154,7 +177,10 @@ macro_rules! catalog {
                 async fn delete_job(&self, id: JobId) -> Result<bool> {
                     Ok(self.delete_row(JOBS.delete, id.to_string()).await?)
                 }
+            }
 
+            #[async_trait]
+            impl SnapshotStore for $catalog {
                 async fn put_snapshot(&self, snapshot: &Snapshot) -> Result<()> {
                     let (id, account) = (snapshot.id.to_string(), snapshot.account.to_string());
                     let bytes = Some(snapshot.stats.bytes_stored);
@@ -175,7 +201,10 @@ macro_rules! catalog {
                 async fn delete_snapshot(&self, id: SnapshotId) -> Result<bool> {
                     Ok(self.delete_row(SNAPSHOTS.delete, id.to_string()).await?)
                 }
+            }
 
+            #[async_trait]
+            impl KeyStore for $catalog {
                 async fn put_key_envelope(
                     &self,
                     account: AccountId,
@@ -187,9 +216,12 @@ macro_rules! catalog {
                     Ok(self.get_key(account.to_string()).await?)
                 }
                 async fn delete_key_envelope(&self, account: AccountId) -> Result<bool> {
-                    Ok(self.delete_row(DELETE_KEY, account.to_string()).await?)
+                    Ok(self.delete_key(account.to_string()).await?)
                 }
+            }
 
+            #[async_trait]
+            impl DownloadStore for $catalog {
                 async fn put_download(&self, download: &DownloadRequest) -> Result<()> {
                     let (id, account) = (download.id.to_string(), download.account.to_string());
                     Ok(self
@@ -208,6 +240,29 @@ macro_rules! catalog {
                 }
                 async fn delete_download(&self, id: DownloadId) -> Result<bool> {
                     Ok(self.delete_row(DOWNLOADS.delete, id.to_string()).await?)
+                }
+            }
+
+            #[async_trait]
+            impl SettingsStore for $catalog {
+                async fn get_settings(&self) -> Result<Settings> {
+                    Ok(self.settings_row().await?.unwrap_or_default())
+                }
+                async fn put_settings(&self, settings: &Settings) -> Result<()> {
+                    Ok(self.put_settings_row(settings).await?)
+                }
+            }
+
+            #[async_trait]
+            impl UsageStore for $catalog {
+                async fn usage_per_account(&self) -> Result<Vec<AccountUsage>> {
+                    Ok(<$catalog>::usage_per_account(self).await?)
+                }
+                async fn account_usage(&self, account: AccountId) -> Result<AccountUsage> {
+                    Ok(self.usage_row(account).await?)
+                }
+                async fn orphan_snapshots(&self) -> Result<Vec<Snapshot>> {
+                    Ok(<$catalog>::orphan_snapshots(self).await?)
                 }
             }
         };

@@ -4,7 +4,7 @@
 //! Each entity is a row with the columns it is looked up, ordered or kept unique by, plus the
 //! whole model value as JSON in `data` (see `migrations/`). The statements are the same text
 //! for both databases; the code that runs them is written once, in the macros of
-//! [`rows`] (helpers over `self.pool`) and [`catalog`] (the `Catalog` impl), and expanded for
+//! [`rows`] (helpers over `self.pool`) and [`catalog`] (the capability impls), and expanded for
 //! each backend's concrete pool type: sqlx code generic over the database needs a long list
 //! of higher-ranked bounds on every function, which a macro over two concrete types avoids.
 
@@ -12,13 +12,24 @@ pub(crate) mod catalog;
 pub(crate) mod rows;
 pub(crate) mod statements;
 
-use backup_core::model::AccountId;
+use backup_core::model::{AccountId, AccountUsage};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::error::{Error, Result};
-use crate::usage::AccountUsage;
+
+/// How a key envelope's bytes left their row, for the backend's erasure (the
+/// `erase_removed_envelopes` every backend has, see [`rows`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Removal {
+    /// Replaced by an envelope of the same length: the new bytes were written over the old
+    /// ones, in place.
+    Overwritten,
+    /// Deleted, or replaced by an envelope of another length (or nothing was there: a retry):
+    /// the row's space was freed and the database may have rearranged the table's pages.
+    Freed,
+}
 
 /// Seconds since the epoch (floor) and nanoseconds within that second: ordering these pairs
 /// orders the timestamps at full precision.

@@ -143,10 +143,22 @@ pub(crate) const PUT_KEY: &str = "INSERT INTO key_envelopes (account_id, envelop
 pub(crate) const GET_KEY: &str = "SELECT envelope FROM key_envelopes WHERE account_id = $1";
 /// `$1` account id.
 pub(crate) const DELETE_KEY: &str = "DELETE FROM key_envelopes WHERE account_id = $1";
+/// `$1` account id → the length in bytes of its envelope; no row without one.
+pub(crate) const KEY_LENGTH: &str =
+    "SELECT CAST(length(envelope) AS BIGINT) FROM key_envelopes WHERE account_id = $1";
+
+/// The settings' JSON; no row until they are first stored.
+pub(crate) const GET_SETTINGS: &str = "SELECT data FROM settings WHERE id = 1";
+/// Upsert the one settings row: `$1` data.
+pub(crate) const PUT_SETTINGS: &str = "INSERT INTO settings (id, data) VALUES (1, $1) \
+     ON CONFLICT (id) DO UPDATE SET data = excluded.data";
 
 /// Per-account snapshot totals: (account id, snapshot count, bytes stored), by account id.
 pub(crate) const USAGE: &str =
     "SELECT account_id, snapshots, bytes_stored FROM account_usage ORDER BY account_id";
+/// `$1` account id → its row of [`USAGE`]; none when it has no snapshot rows.
+pub(crate) const ACCOUNT_USAGE: &str =
+    "SELECT account_id, snapshots, bytes_stored FROM account_usage WHERE account_id = $1";
 
 /// (id, data) of every snapshot whose account has no row: by account id, then oldest first.
 /// Walks the per-account totals (one row per account id), then reads only the orphans' rows

@@ -1,15 +1,21 @@
-//! An in-memory [`Catalog`], for unit tests and as the reference for the conventions.
+//! An in-memory [`Catalog`](super::Catalog), for unit tests and as the reference for the
+//! conventions.
 
 use std::collections::BTreeMap;
 use std::sync::Mutex;
 
 use async_trait::async_trait;
+use zeroize::Zeroizing;
 
-use super::Catalog;
+use super::{
+    AccountStore, DestinationStore, DownloadStore, JobStore, KeyStore, OrganizationStore,
+    PriorityGroupStore, SettingsStore, SnapshotStore, TagStore, UsageStore,
+};
 use crate::error::{Error, Result};
 use crate::model::{
-    Account, AccountId, Destination, DestinationId, DownloadId, DownloadRequest, Job, JobId,
-    Organization, OrganizationId, PriorityGroup, PriorityGroupId, Snapshot, SnapshotId, Tag, TagId,
+    Account, AccountId, AccountUsage, Destination, DestinationId, DownloadId, DownloadRequest, Job,
+    JobId, Organization, OrganizationId, PriorityGroup, PriorityGroupId, Settings, Snapshot,
+    SnapshotId, Tag, TagId,
 };
 
 #[derive(Debug, Default)]
@@ -21,11 +27,33 @@ struct Tables {
     destinations: BTreeMap<DestinationId, Destination>,
     jobs: BTreeMap<JobId, Job>,
     snapshots: BTreeMap<SnapshotId, Snapshot>,
-    keys: BTreeMap<AccountId, Vec<u8>>,
+    /// Zeroed when removed, replaced or dropped.
+    keys: BTreeMap<AccountId, Zeroizing<Vec<u8>>>,
     downloads: BTreeMap<DownloadId, DownloadRequest>,
+    settings: Option<Settings>,
 }
 
-/// A catalog held in memory; lost when dropped.
+impl Tables {
+    /// Per account id with snapshot rows, their count and summed `bytes_stored`.
+    fn usage(&self) -> BTreeMap<AccountId, AccountUsage> {
+        let mut usage = BTreeMap::new();
+        for s in self.snapshots.values() {
+            let entry = usage.entry(s.account).or_insert(AccountUsage {
+                account: s.account,
+                snapshots: 0,
+                bytes_stored: 0,
+            });
+            entry.snapshots += 1;
+            entry.bytes_stored = entry.bytes_stored.saturating_add(s.stats.bytes_stored);
+        }
+        usage
+    }
+}
+
+/// A catalog held in memory; lost when dropped. Implements every capability of
+/// [`Catalog`](super::Catalog); usage is computed from the snapshot rows on each call. A key
+/// envelope's memory is overwritten with zeros when it is deleted or replaced (copies
+/// handed out by `get_key_envelope` belong to their callers).
 #[derive(Debug, Default)]
 pub struct MemoryCatalog {
     tables: Mutex<Tables>,
@@ -52,7 +80,7 @@ fn sorted<T: Clone, K: Ord>(items: impl Iterator<Item = T>, key: impl Fn(&T) -> 
 }
 
 #[async_trait]
-impl Catalog for MemoryCatalog {
+impl OrganizationStore for MemoryCatalog {
     async fn put_organization(&self, org: &Organization) -> Result<()> {
         self.with(|t| {
             if t.organizations
@@ -83,7 +111,10 @@ impl Catalog for MemoryCatalog {
     async fn delete_organization(&self, id: OrganizationId) -> Result<bool> {
         self.with(|t| Ok(t.organizations.remove(&id).is_some()))
     }
+}
 
+#[async_trait]
+impl AccountStore for MemoryCatalog {
     async fn put_account(&self, account: &Account) -> Result<()> {
         self.with(|t| {
             t.accounts.insert(account.id, account.clone());
@@ -119,7 +150,13 @@ impl Catalog for MemoryCatalog {
             Ok(t.accounts.remove(&id).is_some())
         })
     }
+    async fn forget_account(&self, id: AccountId) -> Result<bool> {
+        self.with(|t| Ok(t.accounts.remove(&id).is_some()))
+    }
+}
 
+#[async_trait]
+impl TagStore for MemoryCatalog {
     async fn put_tag(&self, tag: &Tag) -> Result<()> {
         self.with(|t| {
             t.tags.insert(tag.id, tag.clone());
@@ -135,7 +172,10 @@ impl Catalog for MemoryCatalog {
     async fn delete_tag(&self, id: TagId) -> Result<bool> {
         self.with(|t| Ok(t.tags.remove(&id).is_some()))
     }
+}
 
+#[async_trait]
+impl PriorityGroupStore for MemoryCatalog {
     async fn put_priority_group(&self, group: &PriorityGroup) -> Result<()> {
         self.with(|t| {
             t.groups.insert(group.id, group.clone());
@@ -155,7 +195,10 @@ impl Catalog for MemoryCatalog {
     async fn delete_priority_group(&self, id: PriorityGroupId) -> Result<bool> {
         self.with(|t| Ok(t.groups.remove(&id).is_some()))
     }
+}
 
+#[async_trait]
+impl DestinationStore for MemoryCatalog {
     async fn put_destination(&self, destination: &Destination) -> Result<()> {
         self.with(|t| {
             if t.destinations
@@ -186,7 +229,10 @@ impl Catalog for MemoryCatalog {
     async fn delete_destination(&self, id: DestinationId) -> Result<bool> {
         self.with(|t| Ok(t.destinations.remove(&id).is_some()))
     }
+}
 
+#[async_trait]
+impl JobStore for MemoryCatalog {
     async fn put_job(&self, job: &Job) -> Result<()> {
         self.with(|t| {
             t.jobs.insert(job.id, job.clone());
@@ -202,7 +248,10 @@ impl Catalog for MemoryCatalog {
     async fn delete_job(&self, id: JobId) -> Result<bool> {
         self.with(|t| Ok(t.jobs.remove(&id).is_some()))
     }
+}
 
+#[async_trait]
+impl SnapshotStore for MemoryCatalog {
     async fn put_snapshot(&self, snapshot: &Snapshot) -> Result<()> {
         self.with(|t| {
             t.snapshots.insert(snapshot.id, snapshot.clone());
@@ -226,20 +275,26 @@ impl Catalog for MemoryCatalog {
     async fn delete_snapshot(&self, id: SnapshotId) -> Result<bool> {
         self.with(|t| Ok(t.snapshots.remove(&id).is_some()))
     }
+}
 
+#[async_trait]
+impl KeyStore for MemoryCatalog {
     async fn put_key_envelope(&self, account: AccountId, envelope: &[u8]) -> Result<()> {
         self.with(|t| {
-            t.keys.insert(account, envelope.to_vec());
+            t.keys.insert(account, Zeroizing::new(envelope.to_vec()));
             Ok(())
         })
     }
     async fn get_key_envelope(&self, account: AccountId) -> Result<Option<Vec<u8>>> {
-        self.with(|t| Ok(t.keys.get(&account).cloned()))
+        self.with(|t| Ok(t.keys.get(&account).map(|k| k.to_vec())))
     }
     async fn delete_key_envelope(&self, account: AccountId) -> Result<bool> {
         self.with(|t| Ok(t.keys.remove(&account).is_some()))
     }
+}
 
+#[async_trait]
+impl DownloadStore for MemoryCatalog {
     async fn put_download(&self, download: &DownloadRequest) -> Result<()> {
         self.with(|t| {
             t.downloads.insert(download.id, download.clone());
@@ -262,5 +317,50 @@ impl Catalog for MemoryCatalog {
     }
     async fn delete_download(&self, id: DownloadId) -> Result<bool> {
         self.with(|t| Ok(t.downloads.remove(&id).is_some()))
+    }
+}
+
+#[async_trait]
+impl SettingsStore for MemoryCatalog {
+    async fn get_settings(&self) -> Result<Settings> {
+        self.with(|t| Ok(t.settings.clone().unwrap_or_default()))
+    }
+    async fn put_settings(&self, settings: &Settings) -> Result<()> {
+        self.with(|t| {
+            t.settings = Some(settings.clone());
+            Ok(())
+        })
+    }
+}
+
+#[async_trait]
+impl UsageStore for MemoryCatalog {
+    async fn usage_per_account(&self) -> Result<Vec<AccountUsage>> {
+        self.with(|t| Ok(t.usage().into_values().collect()))
+    }
+    async fn account_usage(&self, account: AccountId) -> Result<AccountUsage> {
+        self.with(|t| {
+            let mut usage = AccountUsage {
+                account,
+                snapshots: 0,
+                bytes_stored: 0,
+            };
+            for s in t.snapshots.values().filter(|s| s.account == account) {
+                usage.snapshots += 1;
+                usage.bytes_stored = usage.bytes_stored.saturating_add(s.stats.bytes_stored);
+            }
+            Ok(usage)
+        })
+    }
+    async fn orphan_snapshots(&self) -> Result<Vec<Snapshot>> {
+        self.with(|t| {
+            Ok(sorted(
+                t.snapshots
+                    .values()
+                    .filter(|s| !t.accounts.contains_key(&s.account))
+                    .cloned(),
+                |s| (s.account, s.created, s.id),
+            ))
+        })
     }
 }

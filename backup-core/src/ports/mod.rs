@@ -10,7 +10,10 @@ mod source;
 mod storage;
 mod stores;
 
-pub use catalog::Catalog;
+pub use catalog::{
+    AccountStore, Catalog, DestinationStore, DownloadStore, JobStore, KeyStore, OrganizationStore,
+    PriorityGroupStore, SettingsStore, SnapshotStore, TagStore, UsageStore,
+};
 pub use clock::{Clock, SystemClock};
 pub use crypto::{
     ContentOpener, ContentSealer, MacDomain, OpenSession, PlainCrypto, SealSession, ServerKeys,
