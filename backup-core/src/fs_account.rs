@@ -95,25 +95,9 @@ impl FsAccount {
                 format!("{kind} is a tree, not a set of documents"),
             ));
         }
-        check_document_name(name)?;
+        crate::model::check_document_name(name)?;
         Ok(self.item_dir(kind).join(name))
     }
-}
-
-/// A document name is one plain path component.
-pub(crate) fn check_document_name(name: &str) -> Result<()> {
-    if name.is_empty()
-        || name == "."
-        || name == ".."
-        || name.contains('/')
-        || name.contains('\\')
-        || name.contains('\0')
-    {
-        return Err(Error::PathEscapes {
-            path: name.to_owned(),
-        });
-    }
-    Ok(())
 }
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> Error + '_ {

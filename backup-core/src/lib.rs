@@ -11,6 +11,8 @@
 //!   [`ports::Notifier`]); storage is [`object_store::ObjectStore`] itself;
 //! - [`repo`]: repository format v1 (config, packs with trailers, index, snapshot objects);
 //! - [`engine`]: backup, restore and dry-run;
+//! - [`service`]: the server integrators embed ([`service::Server`]): the policy layer
+//!   above the engine (settings, leases, commit order, keys, disaster recovery);
 //! - [`FsAccount`]: an account laid out in a directory, for tests and examples.
 //!
 //! ```
@@ -61,6 +63,7 @@ mod fs_account;
 pub mod model;
 pub mod ports;
 pub mod repo;
+pub mod service;
 
 pub use error::{BoxError, Error, ErrorKind, Result};
 pub use fs_account::FsAccount;

@@ -662,6 +662,7 @@ async fn verify_finds_damage_with_and_without_reading_data() {
         VerifyOptions {
             read_data: true,
             sample_percent: Some(100),
+            ..Default::default()
         },
     )
     .await

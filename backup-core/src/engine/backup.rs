@@ -4,13 +4,14 @@ use std::time::Instant;
 
 use chrono::Utc;
 use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
 
 use super::chunker::Chunker;
 use super::packer::{BufferPool, KnownBlobs, PackerConfig, start};
 use super::progress::{ProgressEvent, ProgressSink};
 use super::report::BackupReport;
 use super::stat_cache::{StatCache, StatCacheStore};
-use super::upload::upload;
+use super::upload::{UploadLimits, upload};
 use super::walk::Walker;
 use crate::error::{Error, Result};
 use crate::model::{
@@ -53,6 +54,22 @@ pub struct BackupRequest<'a> {
     pub stat_cache: Option<&'a dyn StatCacheStore>,
     /// Compress-and-seal threads; 0 uses one per core.
     pub threads: usize,
+    /// `(bytes the account uses now, hard limit)`: a pack that would take the account past
+    /// the limit is not written and the backup fails with [`Error::QuotaExceeded`],
+    /// recording nothing (packs written before it are left for garbage collection).
+    pub quota: Option<(u64, u64)>,
+    /// Cancels the backup: no pack is written after it fires, and no snapshot.
+    pub cancel: Option<CancellationToken>,
+    /// Called right before the snapshot object is written; an error stops the backup
+    /// there, recording nothing (the service checks its lease and the account's key).
+    pub commit_guard: Option<&'a dyn CommitGuard>,
+}
+
+/// The last check before a backup commits its snapshot object.
+#[async_trait::async_trait]
+pub trait CommitGuard: Send + Sync + std::fmt::Debug {
+    /// Fails to stop the commit.
+    async fn check(&self) -> Result<()>;
 }
 
 /// The zstd level of single blobs (chunks of 64 KiB and more) by default. Level 3 rather
@@ -83,6 +100,35 @@ impl<'a> BackupRequest<'a> {
             group_compression_level: DEFAULT_GROUP_COMPRESSION_LEVEL,
             stat_cache: None,
             threads: 0,
+            quota: None,
+            cancel: None,
+            commit_guard: None,
+        }
+    }
+
+    /// Stops the backup before any pack would take the account past `limit` bytes, given
+    /// that it uses `used` bytes now.
+    pub fn with_quota(mut self, used: u64, limit: u64) -> Self {
+        self.quota = Some((used, limit));
+        self
+    }
+
+    /// Makes the backup cancellable through `token`.
+    pub fn with_cancel(mut self, token: CancellationToken) -> Self {
+        self.cancel = Some(token);
+        self
+    }
+
+    /// Checks `guard` right before the snapshot object is written.
+    pub fn with_commit_guard(mut self, guard: &'a dyn CommitGuard) -> Self {
+        self.commit_guard = Some(guard);
+        self
+    }
+
+    fn check_cancel(&self) -> Result<()> {
+        match &self.cancel {
+            Some(c) if c.is_cancelled() => Err(Error::Cancelled),
+            _ => Ok(()),
         }
     }
 
@@ -154,7 +200,15 @@ pub async fn backup(
     let (tx, rx) = mpsc::channel(UPLOAD_QUEUE);
     // The packs open in the workers and in flight are about this many.
     let buffers = BufferPool::new(4);
-    let uploader = tokio::spawn(upload(repo.clone(), rx, buffers.clone()));
+    let uploader = tokio::spawn(upload(
+        repo.clone(),
+        rx,
+        buffers.clone(),
+        UploadLimits {
+            quota: request.quota,
+            cancel: request.cancel.clone(),
+        },
+    ));
     let threads = if request.threads == 0 {
         default_threads()
     } else {
@@ -183,7 +237,7 @@ pub async fn backup(
         created.timestamp_nanos_opt().unwrap_or(i64::MAX),
     ));
 
-    let walked = walk_items(&mut slot, source, &kinds, &excludes, progress).await;
+    let walked = walk_items(&mut slot, request, source, &kinds, &excludes, progress).await;
     let walker = slot.take();
     // Finishing (or dropping) the sink closes the job queue: workers flush and stop, which
     // closes the upload queue, so the uploader ends too.
@@ -231,6 +285,7 @@ pub async fn backup(
     );
     let references = References::Packs(normalize_references(references));
     let mut bytes_stored = uploaded.bytes;
+    request.check_cancel()?;
     if !uploaded.packs.is_empty() {
         let (_, index_len) = repo.put_index(&uploaded.packs).await?;
         bytes_stored += index_len;
@@ -271,6 +326,10 @@ pub async fn backup(
             duration_ms: started.elapsed().as_millis() as u64,
         },
     };
+    request.check_cancel()?;
+    if let Some(guard) = request.commit_guard {
+        guard.check().await?;
+    }
     repo.put_snapshot(&SnapshotObject {
         snapshot: snapshot.clone(),
         references,
@@ -303,6 +362,7 @@ struct Walked {
 
 async fn walk_items(
     walker: &mut Option<Walker>,
+    request: &BackupRequest<'_>,
     source: &dyn AccountSource,
     kinds: &[ItemKind],
     excludes: &PathFilter,
@@ -310,6 +370,7 @@ async fn walk_items(
 ) -> Result<Walked> {
     let mut walked = Walked::default();
     for &kind in kinds {
+        request.check_cancel()?;
         progress.event(ProgressEvent::ItemStarted { kind });
         let (root, stats) = if kind.is_tree() {
             let Some(root) = source.tree_root(kind).await? else {
@@ -337,7 +398,7 @@ async fn walk_items(
             names.sort();
             names.dedup();
             for name in names {
-                crate::fs_account::check_document_name(&name)?;
+                crate::model::check_document_name(&name)?;
                 let reader = source.open_document(kind, &name).await?;
                 let label = std::path::PathBuf::from(format!("{kind}/{name}"));
                 let (size, chunks) =

@@ -24,7 +24,7 @@ mod verify;
 mod walk;
 
 pub use backup::{
-    BackupRequest, DEFAULT_COMPRESSION_LEVEL, DEFAULT_GROUP_COMPRESSION_LEVEL, backup,
+    BackupRequest, CommitGuard, DEFAULT_COMPRESSION_LEVEL, DEFAULT_GROUP_COMPRESSION_LEVEL, backup,
 };
 pub use progress::{
     NoProgress, Progress, ProgressCounters, ProgressEvent, ProgressSink, no_progress,

@@ -7,7 +7,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use crate::model::{ItemKind, ItemStats};
 
 /// One step of a backup, restore or dry run.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case", tag = "event")]
 #[non_exhaustive]
 pub enum ProgressEvent {
     /// Work on an item started (the "current item").

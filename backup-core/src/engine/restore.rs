@@ -147,6 +147,9 @@ pub async fn restore(
     }
     let mut report = RestoreReport::default();
     for sel in ordered(plan) {
+        if plan.cancel.as_ref().is_some_and(|c| c.is_cancelled()) {
+            return Err(Error::Cancelled);
+        }
         let kind = sel.kind;
         progress.event(ProgressEvent::ItemStarted { kind });
         let root = loaded.root(sel.snapshot, kind)?;

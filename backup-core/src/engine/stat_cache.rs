@@ -85,17 +85,20 @@ impl StatCacheStore for FsStatCache {
         bytes: Vec<u8>,
     ) -> Result<()> {
         let path = self.path(account, destination);
+        let root = self.dir.clone();
         let dir = self.dir.join(account.to_string());
-        tokio::fs::create_dir_all(&dir)
-            .await
-            .map_err(|e| Error::io(&dir, e))?;
-        let tmp = path.with_extension(format!("tmp-{}", uuid::Uuid::new_v4().simple()));
-        tokio::fs::write(&tmp, bytes)
-            .await
-            .map_err(|e| Error::io(&tmp, e))?;
-        tokio::fs::rename(&tmp, &path)
-            .await
-            .map_err(|e| Error::io(&path, e))
+        // Private whatever the umask: directories 0700, files 0600 (the cache names no
+        // file, but its size and timing tell about the account's files).
+        tokio::task::spawn_blocking(move || -> Result<()> {
+            for d in [&root, &dir] {
+                private_dir(d)?;
+            }
+            let tmp = path.with_extension(format!("tmp-{}", uuid::Uuid::new_v4().simple()));
+            write_private(&tmp, &bytes)?;
+            std::fs::rename(&tmp, &path).map_err(|e| Error::io(&path, e))
+        })
+        .await
+        .map_err(super::backup::join_error)?
     }
 
     async fn clear(&self, account: AccountId) -> Result<()> {
@@ -106,6 +109,34 @@ impl StatCacheStore for FsStatCache {
             Err(e) => Err(Error::io(dir, e)),
         }
     }
+}
+
+/// Creates `dir` (and its parents) if missing and sets it to 0700.
+pub(crate) fn private_dir(dir: &std::path::Path) -> Result<()> {
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .map_err(|e| Error::io(dir, e))?;
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+        .map_err(|e| Error::io(dir, e))
+}
+
+/// Writes a new file 0600 (set through the handle, so the umask plays no part).
+pub(crate) fn write_private(path: &std::path::Path, bytes: &[u8]) -> Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(|e| Error::io(path, e))?;
+    f.set_permissions(std::fs::Permissions::from_mode(0o600))
+        .map_err(|e| Error::io(path, e))?;
+    f.write_all(bytes).map_err(|e| Error::io(path, e))?;
+    f.sync_all().map_err(|e| Error::io(path, e))
 }
 
 /// What is remembered of one file.

@@ -21,10 +21,13 @@ pub struct VerifyOptions {
     /// With `read_data`, read only about this percentage of the packs, chosen at random each
     /// run (1-100); `None` reads every pack.
     pub sample_percent: Option<u8>,
+    /// Write nothing to the destination: damaged packs found are reported, not recorded in
+    /// the damaged-pack list (for read-only destinations).
+    pub read_only: bool,
 }
 
 /// One problem found.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct VerifyProblem {
     /// The object concerned (snapshot, pack, blob).
     pub object: String,
@@ -33,7 +36,7 @@ pub struct VerifyProblem {
 }
 
 /// What a verification saw.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
 pub struct VerifyReport {
     /// Snapshots checked.
     pub snapshots: u64,
@@ -57,7 +60,7 @@ pub struct VerifyReport {
 }
 
 /// A snapshot that needs a damaged pack.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct AffectedSnapshot {
     /// The snapshot.
     pub snapshot: SnapshotId,
@@ -217,7 +220,12 @@ pub async fn verify(
     report.damaged_packs = damaged.iter().copied().collect();
     // Recorded so that the next backup heals; a destination that takes no writes (read
     // only) keeps no list, and says so.
-    if let Err(e) = repo.mark_damaged(damaged.iter().copied()).await {
+    if options.read_only {
+        report.problem(
+            "damaged-pack list",
+            "not recorded: the destination is read-only, so backups to it would still reuse these packs",
+        );
+    } else if let Err(e) = repo.mark_damaged(damaged.iter().copied()).await {
         report.problem(
             "damaged-pack list",
             format!("could not be recorded, so backups still reuse these packs: {e}"),

@@ -126,6 +126,23 @@ impl FromStr for ItemKind {
     }
 }
 
+/// Checks that a document name (a database dump, a zone file) is one plain path component:
+/// not empty, not `.` or `..`, no `/`, `\` or NUL ([`Error::PathEscapes`] otherwise).
+pub fn check_document_name(name: &str) -> Result<()> {
+    if name.is_empty()
+        || name == "."
+        || name == ".."
+        || name.contains('/')
+        || name.contains('\\')
+        || name.contains('\0')
+    {
+        return Err(Error::PathEscapes {
+            path: name.to_owned(),
+        });
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

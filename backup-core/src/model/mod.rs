@@ -20,7 +20,7 @@ pub use ids::{
     AccountId, ChunkId, DestinationId, DownloadId, IdHasher, IdHasherBuilder, JobId,
     OrganizationId, PackId, PriorityGroupId, SnapshotId, TagId,
 };
-pub use item::ItemKind;
+pub use item::{ItemKind, check_document_name};
 pub use job::{Destination, DestinationClass, Job, RetentionPolicy, Schedule};
 pub use limit::Limit;
 pub use organization::{Organization, PriorityGroup, Tag, TagColor};

@@ -13,7 +13,6 @@ use super::item::ItemKind;
 use super::selection::PathSelection;
 use super::snapshot::Snapshot;
 use crate::error::{Error, Result};
-use crate::ports::Catalog;
 
 /// The owner's private key as exported text. Never serialized, redacted in `Debug`, zeroized
 /// when dropped.
@@ -136,6 +135,9 @@ pub struct RestorePlan {
     /// The owner's private key, for owner-held-key accounts.
     #[serde(skip)]
     pub owner_key: Option<OwnerKey>,
+    /// Stops the restore before the next item when cancelled.
+    #[serde(skip)]
+    pub cancel: Option<tokio_util::sync::CancellationToken>,
 }
 
 impl RestorePlan {
@@ -147,6 +149,7 @@ impl RestorePlan {
             options: RestoreOptions::default(),
             accepted_conditions: Vec::new(),
             owner_key: None,
+            cancel: None,
         }
     }
 
@@ -194,32 +197,6 @@ impl RestorePlan {
     pub fn accept(mut self, condition: impl Into<String>) -> Self {
         self.accepted_conditions.push(condition.into());
         self
-    }
-
-    /// Checks the plan against the catalog and the required restore conditions, returning the
-    /// account and the snapshots it needs (each once). Refused: an empty plan, an item twice,
-    /// a snapshot of another account or without the item, terminate-first for a reseller, a
-    /// condition not accepted.
-    pub async fn check(
-        &self,
-        catalog: &dyn Catalog,
-        required_conditions: &[String],
-    ) -> Result<CheckedPlan> {
-        let account = catalog
-            .get_account(self.account)
-            .await?
-            .ok_or_else(|| Error::not_found(format!("account {}", self.account)))?;
-        self.check_rules(&account, required_conditions)?;
-        let mut snapshots: Vec<Snapshot> = Vec::new();
-        for id in self.snapshot_ids() {
-            let s = catalog
-                .get_snapshot(id)
-                .await?
-                .ok_or_else(|| Error::not_found(format!("snapshot {id}")))?;
-            snapshots.push(s);
-        }
-        self.check_snapshots(&snapshots)?;
-        Ok(CheckedPlan { account, snapshots })
     }
 
     /// The distinct snapshots the plan reads, in plan order.
@@ -289,7 +266,8 @@ impl RestorePlan {
     }
 }
 
-/// A plan that passed [`RestorePlan::check`]: the account and every snapshot it reads.
+/// A plan that passed `Server::check_plan` (in `backup_core::service`): the account and
+/// every snapshot it reads.
 #[derive(Debug, Clone)]
 pub struct CheckedPlan {
     /// The account restored.

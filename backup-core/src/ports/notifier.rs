@@ -25,6 +25,14 @@ pub enum EventKind {
         /// Files skipped.
         skipped: u64,
     },
+    /// A backup was refused by an account setting before anything was uploaded (or, for
+    /// the quota, stopped before passing it).
+    BackupRefused {
+        /// The setting (`status`, `max-on-demand`, `quota`, `locations`, `read-only`).
+        setting: String,
+        /// Why.
+        reason: String,
+    },
     /// A backup failed.
     BackupFailed {
         /// Why.
@@ -37,7 +45,15 @@ pub enum EventKind {
         /// Why.
         reason: String,
     },
-    /// Storage usage passed the quota (a business notification).
+    /// Storage usage is past the quota, below any overage: backups go on (a business
+    /// notification).
+    QuotaWarning {
+        /// Bytes used.
+        used: u64,
+        /// The quota.
+        limit: u64,
+    },
+    /// A backup was stopped by the quota and its overage (a business notification).
     QuotaExceeded {
         /// Bytes used.
         used: u64,
@@ -54,15 +70,21 @@ impl EventKind {
         match self {
             EventKind::BackupSucceeded { .. } | EventKind::RestoreSucceeded => Severity::Success,
             EventKind::BackupPartial { .. }
-            | EventKind::QuotaExceeded { .. }
+            | EventKind::QuotaWarning { .. }
             | EventKind::KeyReset => Severity::Warning,
-            EventKind::BackupFailed { .. } | EventKind::RestoreFailed { .. } => Severity::Failure,
+            EventKind::BackupFailed { .. }
+            | EventKind::BackupRefused { .. }
+            | EventKind::QuotaExceeded { .. }
+            | EventKind::RestoreFailed { .. } => Severity::Failure,
         }
     }
 
     /// Whether this is a business notification (quota), governed by the business flag.
     pub fn is_business(&self) -> bool {
-        matches!(self, EventKind::QuotaExceeded { .. })
+        matches!(
+            self,
+            EventKind::QuotaExceeded { .. } | EventKind::QuotaWarning { .. }
+        )
     }
 }
 

@@ -17,6 +17,7 @@ mod damage;
 mod format;
 mod index;
 pub mod layout;
+mod lease;
 mod pack;
 mod snapshot;
 mod tree;
@@ -37,6 +38,7 @@ pub use format::{
     CONFIG_MAGIC, FORMAT_VERSION, INDEX_MAGIC, PACK_MAGIC, SNAPSHOT_MAGIC, TRAILER_MAGIC,
 };
 pub use index::{INDEX_VERSION, IndexedPack, decode_index, encode_index};
+pub use lease::{Lease, LeaseGuard};
 pub use pack::{
     BlobCodec, BlobKind, BlobLocator, Compression, ENTRY_LEN, FOOTER_LEN, FinishedPack,
     GROUP_MAX_LEN, HEADER_LEN, PACK_VERSION, PackTrailer, PackWriter, TrailerEntry, read_pack,
@@ -467,6 +469,24 @@ impl AccountRepo {
         let path = layout::account(self.root(), self.account).join("account");
         self.store().put(&path, PutPayload::from(bytes)).await?;
         Ok(())
+    }
+
+    /// Stores the account record as given: sealed by the caller (the service seals it
+    /// under a key derived from the master key, so the storage provider reads nothing).
+    pub async fn put_account_record_bytes(&self, bytes: Vec<u8>) -> Result<()> {
+        let path = layout::account(self.root(), self.account).join("account");
+        self.store().put(&path, PutPayload::from(bytes)).await?;
+        Ok(())
+    }
+
+    /// The account record's stored bytes, if there is one.
+    pub async fn get_account_record_bytes(&self) -> Result<Option<Bytes>> {
+        let path = layout::account(self.root(), self.account).join("account");
+        match self.store().get(&path).await {
+            Ok(r) => Ok(Some(r.bytes().await?)),
+            Err(object_store::Error::NotFound { .. }) => Ok(None),
+            Err(e) => Err(e.into()),
+        }
     }
 
     /// The packs a data verification found damaged (none when the list is missing; a list
