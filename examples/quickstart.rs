@@ -15,11 +15,11 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Instant;
 
-use backup_core::engine::ProgressSink;
 use backup_core::model::{EncryptionMode, ItemKind, Snapshot};
-use backup_core::{Error, Result};
+use backup_core::service::{BackupJob, NewAccount, RestoreRequest};
+use backup_core::{Error, FsAccount, Result};
 use backup_examples::{
-    BarProgress, RestoreRequest, Service, change_some_files, compare_trees, generate_sample_account,
+    BarProgress, StateDir, change_some_files, compare_trees, generate_sample_account,
 };
 
 fn mib(bytes: u64) -> f64 {
@@ -78,25 +78,29 @@ async fn run(work: &Path) -> Result<bool> {
         live.display()
     );
 
-    let (service, _) = Service::init(&state).await?;
-    if service.catalog().find_destination("local").await?.is_none() {
-        service
-            .add_destination("local", &format!("file://{}", repo.display()))
+    let (state, _) = StateDir::init(&state, None).await?;
+    let server = &state.server;
+    if server.catalog().find_destination("local").await?.is_none() {
+        server
+            .add_destination("local", &format!("file://{}", repo.display()), None, false)
             .await?;
     }
-    let account = service
-        .add_account(
-            "alice",
-            Some("alice@example.com"),
-            EncryptionMode::ServerKey,
-            &[],
-        )
-        .await?
-        .account;
+    let account = match server.account("alice").await {
+        Ok(account) => account,
+        Err(Error::NotFound { .. }) => {
+            let new = NewAccount::active("alice", EncryptionMode::ServerKey)?;
+            let new = NewAccount(new.0.with_email("alice@example.com")?);
+            server.add_account(new).await?.account
+        }
+        Err(e) => return Err(e),
+    };
+    let source = FsAccount::new(&live);
 
     let bar = Arc::new(BarProgress::new("backup", true));
-    let sink: ProgressSink = bar.clone();
-    let first = service.backup(&account, &live, "local", &sink).await?;
+    let first = server
+        .backup(BackupJob::new(&account, &source, "local").with_progress(bar.clone()))
+        .await?
+        .snapshot;
     bar.finish();
     report("backup 1", &first);
 
@@ -110,32 +114,26 @@ async fn run(work: &Path) -> Result<bool> {
     let changed = change_some_files(&live, 20).map_err(|e| Error::io(&live, e))?;
     println!("changed {changed} files");
     let bar = Arc::new(BarProgress::new("backup", true));
-    let sink: ProgressSink = bar.clone();
-    let second = service.backup(&account, &live, "local", &sink).await?;
+    let second = server
+        .backup(BackupJob::new(&account, &source, "local").with_progress(bar.clone()))
+        .await?
+        .snapshot;
     bar.finish();
     report("backup 2", &second);
 
     let restore_started = Instant::now();
+    std::fs::create_dir_all(&restored).map_err(|e| Error::io(&restored, e))?;
+    let target = FsAccount::new(&restored);
     let bar = Arc::new(BarProgress::new("restore", true));
-    let sink: ProgressSink = bar.clone();
-    let restore = service
-        .restore(
-            &account,
-            RestoreRequest {
-                items: vec![
-                    (ItemKind::HomeDir, second.clone()),
-                    (ItemKind::Databases, first.clone()),
-                ],
-                paths: Vec::new(),
-                target: restored.clone(),
-                owner_key: None,
-                merge: false,
-                dry_run: false,
-                ownership: Default::default(),
-            },
-            &sink,
-        )
-        .await?;
+    let mut request = RestoreRequest::new(
+        vec![
+            (ItemKind::HomeDir, second.clone()),
+            (ItemKind::Databases, first.clone()),
+        ],
+        &target,
+    );
+    request.progress = bar.clone();
+    let restore = server.restore(&account, request).await?;
     bar.finish();
     let restore_secs = restore_started.elapsed().as_secs_f64();
     let totals = restore.totals();

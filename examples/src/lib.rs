@@ -1,6 +1,8 @@
-//! The reference assembly of the backup crates, shared by the `quickstart` example and the
-//! `backupctl` example CLI: a [`Service`] holding a catalog and the server master key, that
-//! opens destinations, creates accounts with their keys, backs up, restores and verifies.
+//! The reference wiring of the backup crates, shared by the `quickstart` example and the
+//! `backupctl` example CLI: [`StateDir`] assembles a [`backup_core::service::Server`] over a
+//! state directory (SQLite catalog, master-key vault, stat caches) and the URL resolver.
+//! Every rule (commit order, keys, settings, leases) is the server's; this crate only wires
+//! and prints.
 //!
 //! Integrators (a hosting panel, an MSP portal) do the same wiring with their own catalog,
 //! account sources and notifiers.
@@ -10,14 +12,12 @@
 #[cfg(doctest)]
 pub struct ReadmeDoctests;
 
-mod admin;
 mod compare;
 mod progress;
 mod sample;
-mod service;
+mod state;
 
-pub use admin::RebuildReport;
 pub use compare::{TreeDifference, compare_trees};
 pub use progress::BarProgress;
 pub use sample::{SampleAccount, change_some_files, generate_sample_account};
-pub use service::{AccountKeysOutput, RestoreRequest, Service, StoreLayer};
+pub use state::StateDir;

@@ -5,6 +5,7 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use backup_core::engine::{Progress, ProgressEvent};
+use backup_core::service::{OperationEvent, OperationProgress};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 /// A spinner showing bytes, throughput, files and the current item; hidden when stderr is
@@ -71,6 +72,14 @@ impl Progress for BarProgress {
                 self.refresh();
             }
             _ => {}
+        }
+    }
+}
+
+impl OperationProgress for BarProgress {
+    fn event(&self, event: &OperationEvent) {
+        if let Some(step) = event.step {
+            Progress::event(self, step);
         }
     }
 }

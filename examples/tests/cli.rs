@@ -54,6 +54,18 @@ impl Ctl {
     }
 
     fn fails(&self, args: &[&str]) -> String {
+        self.failure(args).1
+    }
+
+    /// Like [`Ctl::fails`], with exit code `code`.
+    fn fails_with(&self, code: i32, args: &[&str]) -> String {
+        let (status, stderr) = self.failure(args);
+        assert_eq!(status, Some(code), "backupctl {args:?}: {stderr}");
+        stderr
+    }
+
+    /// Runs a command that must fail with a one-line error; its exit code and stderr.
+    fn failure(&self, args: &[&str]) -> (Option<i32>, String) {
         let out = self.run(args);
         assert!(!out.status.success(), "backupctl {args:?} should fail");
         let stderr = String::from_utf8(out.stderr).expect("UTF-8 errors");
@@ -63,7 +75,7 @@ impl Ctl {
             "errors are one line: {stderr:?}"
         );
         assert!(!stderr.contains("panicked"), "{stderr}");
-        stderr
+        (out.status.code(), stderr)
     }
 
     fn json(&self, args: &[&str]) -> serde_json::Value {
@@ -309,11 +321,19 @@ fn bad_input_gives_one_line_errors() {
     assert!(err.contains("init"), "{err}");
     ctl.ok(&["init"]);
     assert!(ctl.ok(&["init"]).contains("already"));
-    ctl.fails(&["destination", "add", "x", "gopher://nowhere"]);
+    ctl.fails_with(2, &["destination", "add", "x", "gopher://nowhere"]);
+    // Destination URLs are explicit: a plain path is refused, naming the form to use.
+    let plain = dir.path().join("dest").display().to_string();
+    let err = ctl.fails_with(2, &["destination", "add", "x", &plain]);
+    assert!(err.contains("file:///"), "{err}");
+    assert!(!dir.path().join("dest").exists(), "nothing is created");
     ctl.fails(&["account", "add", "bad name"]);
     ctl.fails(&["account", "add", "eve", "--encryption", "rot13"]);
     ctl.fails(&["account", "add", "eve", "--exclude", "a{"]);
     ctl.ok(&["account", "add", "eve"]);
+    // Usernames are unique.
+    let err = ctl.fails(&["account", "add", "eve"]);
+    assert!(err.contains("eve"), "{err}");
     ctl.fails(&[
         "backup",
         "eve",

@@ -1,20 +1,21 @@
 //! Backup -> restore through the engine against real S3 and SFTP servers (started by
-//! `scripts/test.sh`), with encrypted accounts: the `Service` assembly, the `backupctl`
-//! CLI, and a measurement of throughput per store and S3 requests per GiB.
+//! `scripts/test.sh`), with encrypted accounts: the server assembled over a state directory,
+//! the `backupctl` CLI, and a measurement of throughput per store and S3 requests per GiB.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::sync::Arc;
 use std::time::Instant;
 
 use backup_core::engine::{self, BackupRequest};
-use backup_core::model::{Account, DestinationId, EncryptionMode, ItemKind, OwnerKey, RestorePlan};
+use backup_core::model::{
+    Account, DestinationId, EncryptionMode, ItemKind, OwnerKey, RestorePlan, Snapshot,
+};
 use backup_core::repo::{RepoConfig, Repository};
+use backup_core::service::{BackupJob, NewAccount, RestoreRequest, VerifyRequest};
 use backup_core::{ErrorKind, FsAccount};
 use backup_crypto::AccountKeys;
-use backup_examples::{
-    RestoreRequest, Service, change_some_files, compare_trees, generate_sample_account,
-};
+use backup_examples::{StateDir, change_some_files, compare_trees, generate_sample_account};
 use backup_storage::object_store::ObjectStore;
 use backup_storage::{CountingStore, RequestKind};
 
@@ -74,59 +75,61 @@ fn same_key(key: &Option<OwnerKey>) -> Option<OwnerKey> {
 
 /// Two backups of an encrypted account, a full restore, a mixed restore (home from the
 /// first snapshot, databases from the second) and a data verification, all through `url`.
-async fn service_round_trip(url: &str, encryption: EncryptionMode) {
+async fn server_round_trip(url: &str, encryption: EncryptionMode) {
     let dir = tempfile::tempdir().unwrap();
-    let (service, _) = Service::init(&dir.path().join("state")).await.unwrap();
-    service.add_destination("remote", url).await.unwrap();
-    let out = service
-        .add_account("alice", None, encryption, &[])
+    let (state, _) = StateDir::init(&dir.path().join("state"), None)
+        .await
+        .unwrap();
+    let server = &state.server;
+    server
+        .add_destination("remote", url, None, false)
+        .await
+        .unwrap();
+    let out = server
+        .add_account(NewAccount::active("alice", encryption).unwrap())
         .await
         .unwrap();
     let live = dir.path().join("live");
     generate_sample_account(&live, 150).unwrap();
-    let progress = engine::no_progress();
-    let first = service
-        .backup(&out.account, &live, "remote", &progress)
+    let source = FsAccount::new(&live);
+    let first = server
+        .backup(BackupJob::new(&out.account, &source, "remote"))
         .await
         .unwrap();
+    assert!(first.skipped.is_empty(), "{:?}", first.skipped);
+    let first = first.snapshot;
     assert!(first.encrypted);
     let before = dir.path().join("before");
     copy_tree(&live, &before);
     change_some_files(&live, 5).unwrap();
-    let second = service
-        .backup(&out.account, &live, "remote", &progress)
+    let second = server
+        .backup(BackupJob::new(&out.account, &source, "remote"))
         .await
-        .unwrap();
+        .unwrap()
+        .snapshot;
     assert!(
         second.stats.bytes_new < first.stats.bytes_new / 4,
         "the second backup deduplicates: {:?}",
         second.stats
     );
 
-    let request =
-        |items: Vec<(ItemKind, backup_core::model::Snapshot)>, target: PathBuf| RestoreRequest {
-            items,
-            paths: Vec::new(),
-            target,
-            owner_key: same_key(&out.owner_key),
-            merge: false,
-            dry_run: false,
-            ownership: Default::default(),
-        };
+    let restore = async |items: Vec<(ItemKind, Snapshot)>, target: &Path, key: Option<OwnerKey>| {
+        std::fs::create_dir_all(target).unwrap();
+        let target = FsAccount::new(target);
+        let mut request = RestoreRequest::new(items, &target);
+        request.owner_key = key;
+        server.restore(&out.account, request).await
+    };
     let all: Vec<_> = second
         .items
         .iter()
         .map(|i| (i.kind, second.clone()))
         .collect();
     let restored = dir.path().join("restored");
-    service
-        .restore(
-            &out.account,
-            request(all.clone(), restored.clone()),
-            &progress,
-        )
+    let report = restore(all.clone(), &restored, same_key(&out.owner_key))
         .await
         .unwrap();
+    assert!(report.failed.is_empty(), "{:?}", report.failed);
     assert_eq!(compare_trees(&live, &restored).unwrap(), None);
 
     let mixed = dir.path().join("mixed");
@@ -134,8 +137,7 @@ async fn service_round_trip(url: &str, encryption: EncryptionMode) {
         (ItemKind::HomeDir, first.clone()),
         (ItemKind::Databases, second.clone()),
     ];
-    service
-        .restore(&out.account, request(items, mixed.clone()), &progress)
+    restore(items, &mixed, same_key(&out.owner_key))
         .await
         .unwrap();
     assert_eq!(
@@ -147,8 +149,15 @@ async fn service_round_trip(url: &str, encryption: EncryptionMode) {
         None
     );
 
-    let reports = service
-        .verify(&out.account, true, None, out.owner_key.as_ref())
+    let reports = server
+        .verify(
+            &out.account,
+            &VerifyRequest {
+                read_data: true,
+                owner_key: same_key(&out.owner_key),
+                ..Default::default()
+            },
+        )
         .await
         .unwrap();
     assert_eq!(reports.len(), 1);
@@ -159,10 +168,7 @@ async fn service_round_trip(url: &str, encryption: EncryptionMode) {
 
     if encryption == EncryptionMode::OwnerKey {
         // The server alone cannot read an owner-key account's backups.
-        let mut no_key = request(all, dir.path().join("no-key"));
-        no_key.owner_key = None;
-        let err = service
-            .restore(&out.account, no_key, &progress)
+        let err = restore(all, &dir.path().join("no-key"), None)
             .await
             .unwrap_err();
         assert_eq!(err.kind(), ErrorKind::Key, "{err}");
@@ -172,25 +178,25 @@ async fn service_round_trip(url: &str, encryption: EncryptionMode) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs S3: run scripts/test.sh"]
 async fn s3_backup_restore_with_server_held_key() {
-    service_round_trip(&s3_url("service"), EncryptionMode::ServerKey).await;
+    server_round_trip(&s3_url("server"), EncryptionMode::ServerKey).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs S3: run scripts/test.sh"]
 async fn s3_backup_restore_with_owner_held_key() {
-    service_round_trip(&s3_url("service-owner"), EncryptionMode::OwnerKey).await;
+    server_round_trip(&s3_url("server-owner"), EncryptionMode::OwnerKey).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs SFTP: run scripts/test.sh"]
 async fn sftp_backup_restore_with_server_held_key() {
-    service_round_trip(&sftp_url("service"), EncryptionMode::ServerKey).await;
+    server_round_trip(&sftp_url("server"), EncryptionMode::ServerKey).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs SFTP: run scripts/test.sh"]
 async fn sftp_backup_restore_with_owner_held_key() {
-    service_round_trip(&sftp_url("service-owner"), EncryptionMode::OwnerKey).await;
+    server_round_trip(&sftp_url("server-owner"), EncryptionMode::OwnerKey).await;
 }
 
 fn backupctl(home: &Path, args: &[&str]) -> String {
