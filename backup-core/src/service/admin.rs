@@ -81,6 +81,7 @@ impl Server {
             }
             writable.push(repo);
         }
+        self.check_shutdown()?;
         let mut leases: Vec<LeaseGuard> = Vec::new();
         let result = async {
             for repo in &writable {
@@ -164,6 +165,7 @@ impl Server {
             }
         }
         for (id, account) in ids {
+            self.check_shutdown()?;
             let mut leases = Vec::new();
             let result = async {
                 for repo in &repos {
@@ -245,6 +247,7 @@ impl Server {
         let repo = self.repo(&destination).await?;
         let mut report = RebuildReport::default();
         for id in repo.list_accounts().await? {
+            self.check_shutdown()?;
             if let Err(e) = self
                 .rebuild_account(&repo, &destination, id, &mut report)
                 .await

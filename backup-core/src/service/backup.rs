@@ -225,8 +225,9 @@ impl Server {
             account,
             envelope: &envelope,
         };
+        let (cancel, watcher) = self.joined(&job.cancel);
         let mut request = BackupRequest::new(account, destination.id)
-            .with_cancel(job.cancel.clone())
+            .with_cancel(cancel)
             .with_commit_guard(&guard);
         request.kind = job.kind;
         request.items = job.items.clone();
@@ -236,7 +237,9 @@ impl Server {
         if let Some((used, limit)) = hard_limit {
             request = request.with_quota(used, limit);
         }
-        let report = match engine::backup(&handle, &request, job.source, &reporter.sink()).await {
+        let outcome = engine::backup(&handle, &request, job.source, &reporter.sink()).await;
+        watcher.abort();
+        let report = match outcome {
             Ok(report) => report,
             Err(Error::QuotaExceeded { used, limit }) => {
                 self.notify(account, EventKind::QuotaExceeded { used, limit })

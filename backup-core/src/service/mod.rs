@@ -33,6 +33,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::Mutex;
+use tokio_util::sync::CancellationToken;
 
 use crate::engine::StatCacheStore;
 use crate::error::{Error, Result};
@@ -70,6 +71,7 @@ pub struct ServerBuilder {
     repo_config: RepoConfig,
     lease_ttl: Duration,
     lease_wait: Duration,
+    shutdown: CancellationToken,
 }
 
 impl ServerBuilder {
@@ -91,7 +93,16 @@ impl ServerBuilder {
             repo_config: RepoConfig::default(),
             lease_ttl: DEFAULT_LEASE_TTL,
             lease_wait: DEFAULT_LEASE_WAIT,
+            shutdown: CancellationToken::new(),
         }
+    }
+
+    /// Cancels every long operation of the server when `token` fires (a daemon's
+    /// shutdown): backups and restores stop as their own tokens would stop them, a rotation
+    /// or a rebuild stops before its next account (each resumes on the next call).
+    pub fn shutdown(mut self, token: CancellationToken) -> Self {
+        self.shutdown = token;
+        self
     }
 
     /// Keeps stat caches here: unchanged files cost one `stat` at the next backup.
@@ -144,6 +155,7 @@ impl ServerBuilder {
                 repo_config: self.repo_config,
                 lease_ttl: self.lease_ttl,
                 lease_wait: self.lease_wait,
+                shutdown: self.shutdown,
                 repos: Mutex::new(HashMap::new()),
             }),
         }
@@ -161,6 +173,7 @@ struct Inner {
     repo_config: RepoConfig,
     lease_ttl: Duration,
     lease_wait: Duration,
+    shutdown: CancellationToken,
     /// Opened destinations by id, with the URL they were opened from.
     repos: Mutex<HashMap<DestinationId, (String, Repository)>>,
 }
@@ -298,6 +311,34 @@ impl Server {
             )
             .await?
             .keep_alive())
+    }
+}
+
+impl Server {
+    /// Fails with [`Error::Cancelled`] once the server is shutting down.
+    fn check_shutdown(&self) -> Result<()> {
+        if self.inner.shutdown.is_cancelled() {
+            Err(Error::Cancelled)
+        } else {
+            Ok(())
+        }
+    }
+
+    /// A token that fires when `own` or the server's shutdown token does, with the task
+    /// that forwards `own` to it (abort it when the operation is over).
+    fn joined(&self, own: &CancellationToken) -> (CancellationToken, tokio::task::JoinHandle<()>) {
+        let joined = self.inner.shutdown.child_token();
+        let watcher = {
+            let own = own.clone();
+            let joined = joined.clone();
+            tokio::spawn(async move {
+                tokio::select! {
+                    _ = own.cancelled() => joined.cancel(),
+                    _ = joined.cancelled() => {}
+                }
+            })
+        };
+        (joined, watcher)
     }
 }
 

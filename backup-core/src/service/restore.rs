@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use super::Server;
 use super::progress::{OperationKind, OperationProgress, Phase, Reporter, no_operation_progress};
-use crate::engine::{self, RestoreReport, VerifyOptions, VerifyReport};
+use crate::engine::{self, ProgressSink, RestoreReport, VerifyOptions, VerifyReport};
 use crate::error::{Error, Result};
 use crate::model::{
     Account, CheckedPlan, Destination, DestinationId, ItemKind, ItemSelection, OwnerKey,
@@ -191,9 +191,34 @@ impl Server {
                 None => by_destination.push((item.1.destination, vec![item])),
             }
         }
+        let (cancel, watcher) = self.joined(&request.cancel);
+        let sink = reporter.sink();
+        let result = self
+            .restore_parts(
+                account,
+                &request,
+                by_destination,
+                &tree_paths,
+                &cancel,
+                &sink,
+            )
+            .await;
+        watcher.abort();
+        result
+    }
+
+    async fn restore_parts(
+        &self,
+        account: &Account,
+        request: &RestoreRequest<'_>,
+        by_destination: Vec<(DestinationId, Vec<&(ItemKind, Snapshot)>)>,
+        tree_paths: &PathSelection,
+        cancel: &CancellationToken,
+        sink: &ProgressSink,
+    ) -> Result<RestoreReport> {
         let mut report = RestoreReport::default();
         for (destination_id, items) in by_destination {
-            if request.cancel.is_cancelled() {
+            if cancel.is_cancelled() {
                 return Err(Error::Cancelled);
             }
             let destination = self.destination_by_id(destination_id).await?;
@@ -201,7 +226,7 @@ impl Server {
                 .reader(account, &destination, request.owner_key.as_ref(), true)
                 .await?;
             let mut plan = RestorePlan::new(account.id).with_options(request.options);
-            plan.cancel = Some(request.cancel.clone());
+            plan.cancel = Some(cancel.clone());
             let mut snapshots: Vec<Snapshot> = Vec::new();
             for (kind, snap) in items {
                 let paths = if kind.is_tree() {
@@ -221,8 +246,7 @@ impl Server {
             let part = if request.dry_run {
                 engine::dry_run(&handle, &plan, &snapshots).await?
             } else {
-                engine::restore(&handle, &plan, &snapshots, request.target, &reporter.sink())
-                    .await?
+                engine::restore(&handle, &plan, &snapshots, request.target, sink).await?
             };
             report.items.extend(part.items);
             report.failed.extend(part.failed);
@@ -248,6 +272,7 @@ impl Server {
         }
         let mut out = Vec::new();
         for id in destinations {
+            self.check_shutdown()?;
             if request.cancel.is_cancelled() {
                 return Err(Error::Cancelled);
             }
