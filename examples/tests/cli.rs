@@ -6,21 +6,8 @@ use std::process::{Command, Output};
 
 use backup_examples::{change_some_files, compare_trees, generate_sample_account};
 
-fn backupctl_path() -> PathBuf {
-    // Integration tests live in target/<profile>/deps; cargo builds examples beside them.
-    let exe = std::env::current_exe().expect("test executable path");
-    let profile_dir = exe
-        .parent()
-        .and_then(Path::parent)
-        .expect("target/<profile> directory");
-    let bin = profile_dir.join("examples").join("backupctl");
-    assert!(
-        bin.exists(),
-        "{} is missing: build it with `cargo build --example backupctl` (cargo test builds it)",
-        bin.display()
-    );
-    bin
-}
+mod server_support;
+use server_support::backupctl_path;
 
 struct Ctl {
     bin: PathBuf,

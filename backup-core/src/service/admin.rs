@@ -244,7 +244,7 @@ impl Server {
                 d
             }
         };
-        let repo = self.repo(&destination).await?;
+        let repo = self.repo_for_reading(&destination).await?;
         let mut report = RebuildReport::default();
         for id in repo.list_accounts().await? {
             self.check_shutdown()?;

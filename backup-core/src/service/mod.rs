@@ -223,10 +223,11 @@ impl Server {
         }
     }
 
-    /// The repository on `destination`. Writable destinations are created if new (their
-    /// `config` written once); read-only ones are only opened, and must exist. Opened once,
-    /// then kept.
-    async fn repo(&self, destination: &Destination) -> Result<Repository> {
+    /// The repository on `destination`, opened once, then kept. With `create` (the write
+    /// paths) a writable destination's repository is created if new (its `config` written
+    /// once); otherwise (read paths, read-only destinations) it is only opened, must exist,
+    /// and nothing is written.
+    async fn repo_at(&self, destination: &Destination, create: bool) -> Result<Repository> {
         let mut repos = self.inner.repos.lock().await;
         if let Some((url, repo)) = repos.get(&destination.id)
             && *url == destination.url
@@ -234,13 +235,23 @@ impl Server {
             return Ok(repo.clone());
         }
         let (store, root) = self.inner.resolver.open(&destination.url).await?;
-        let repo = if destination.read_only {
-            Repository::open(store, root).await?
-        } else {
+        let repo = if create && !destination.read_only {
             Repository::init(store, root, self.inner.repo_config).await?
+        } else {
+            Repository::open(store, root).await?
         };
         repos.insert(destination.id, (destination.url.clone(), repo.clone()));
         Ok(repo)
+    }
+
+    /// The repository for a write path (see [`Server::repo_at`]).
+    async fn repo(&self, destination: &Destination) -> Result<Repository> {
+        self.repo_at(destination, true).await
+    }
+
+    /// The repository for a read path: never created, nothing written.
+    async fn repo_for_reading(&self, destination: &Destination) -> Result<Repository> {
+        self.repo_at(destination, false).await
     }
 
     /// A destination by id.
@@ -291,7 +302,7 @@ impl Server {
                 account: account.username.to_string(),
             });
         }
-        let repo = self.repo(destination).await?;
+        let repo = self.repo_for_reading(destination).await?;
         Ok(repo.account(account.id, keys.sealer, keys.opener))
     }
 
