@@ -119,7 +119,12 @@ impl Server {
     /// catalog row is written last. The report names what was left out (the snapshot is
     /// then partial).
     pub async fn backup(&self, job: BackupJob<'_>) -> Result<BackupReport> {
-        let account = job.account;
+        // Notifications follow the settings as stored (the caller's copy may be stale).
+        let account = match self.inner.catalog.get_account(job.account.id).await {
+            Ok(Some(stored)) => stored,
+            _ => job.account.clone(),
+        };
+        let account = &account;
         let reporter = Reporter::new(OperationKind::Backup, job.progress.clone());
         reporter.phase(Phase::Preparing);
         let result = self.run_backup(&job, &reporter).await;
@@ -181,20 +186,34 @@ impl Server {
             .await?
             .ok_or_else(|| Error::not_found(format!("account {}", job.account.username)))?;
         let destination = self.destination(job.destination).await?;
+        // Refused early, before waiting for the lease or writing anything...
         self.check_backup_allowed(&account, &destination, job.kind)
             .await?;
-        let hard_limit = self.check_quota_before(&account).await?;
+        self.check_quota_before(&account).await?;
         let repo = self.repo(&destination).await?;
         let lease = self.lease(&repo, account.id, "backup").await?;
-        let held = Held {
-            destination: &destination,
-            repo: &repo,
-            lease: &lease,
-            hard_limit,
-        };
-        let result = self
-            .backup_under_lease(job, &account, &held, reporter)
-            .await;
+        let result = async {
+            // ...and checked again under the lease, where no other backup of the account
+            // adds a snapshot or usage between the check and the commit.
+            let account = self
+                .inner
+                .catalog
+                .get_account(account.id)
+                .await?
+                .ok_or_else(|| Error::not_found(format!("account {}", account.username)))?;
+            self.check_backup_allowed(&account, &destination, job.kind)
+                .await?;
+            let hard_limit = self.check_quota_before(&account).await?;
+            let held = Held {
+                destination: &destination,
+                repo: &repo,
+                lease: &lease,
+                hard_limit,
+            };
+            self.backup_under_lease(job, &account, &held, reporter)
+                .await
+        }
+        .await;
         release(lease).await;
         let report = result?;
         self.check_quota_after(&account).await?;
