@@ -7,7 +7,7 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 
 use backup_core::engine::{BackupReport, FsStatCache};
-use backup_core::model::{Account, EncryptionMode, OwnerKey, Snapshot, SnapshotId};
+use backup_core::model::{Account, EncryptionMode, Limit, OwnerKey, Snapshot, SnapshotId};
 use backup_core::ports::MemoryCatalog;
 use backup_core::service::{
     BackupJob, NewAccount, OperationEvent, OperationProgress, Phase, Server, VerifyRequest,
@@ -584,4 +584,42 @@ async fn a_backup_that_cannot_wait_fails_busy_and_records_nothing() {
         &p.live,
     )
     .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_on_demand_cap_holds_for_backups_that_wait_for_each_other() {
+    let p = pair(Duration::from_secs(60)).await;
+    let mut account = p.account.clone();
+    account.max_on_demand_snapshots = Limit::Max(1);
+    p.server.update_account(&account).await.unwrap();
+    let gate = Arc::new(Gate::default());
+    let first = spawn_gated(&p, &gate);
+    gate.entered().await;
+    // The second passes the early check (nothing is committed yet), then waits for the
+    // lease; under it, the first one's snapshot counts.
+    let second = {
+        let (server, account, live) = (p.server.clone(), account.clone(), p.live.clone());
+        tokio::spawn(async move {
+            let source = FsAccount::new(&live);
+            server
+                .backup(BackupJob::new(&account, &source, "main"))
+                .await
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    gate.open();
+    let first = first.await.unwrap().unwrap().snapshot;
+    match second.await.unwrap() {
+        Err(Error::SettingRefused { setting, .. }) => assert_eq!(setting, "max-on-demand"),
+        other => panic!("the second on-demand backup passed a cap of 1: {other:?}"),
+    }
+    let rows: Vec<SnapshotId> = p
+        .server
+        .snapshots(&account)
+        .await
+        .unwrap()
+        .iter()
+        .map(|s| s.id)
+        .collect();
+    assert_eq!(rows, vec![first.id]);
 }
