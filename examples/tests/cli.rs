@@ -522,8 +522,9 @@ fn files_with_modes(dir: &Path) -> std::collections::BTreeMap<String, (Vec<u8>, 
     out
 }
 
-/// Staging directories left under `dir`, with whether each is private (0700, its files
-/// 0600 or tighter).
+/// Staging directories left under `dir`, with whether each is private: 0700, so nothing in
+/// it can be reached by another user. (A file in it may already carry its final mode: it is
+/// given its attributes in staging, then renamed into place, and a kill can fall between.)
 fn staging_left(dir: &Path) -> Vec<(PathBuf, bool)> {
     use std::os::unix::fs::PermissionsExt;
     let mut out = Vec::new();
@@ -538,12 +539,7 @@ fn staging_left(dir: &Path) -> Vec<(PathBuf, bool)> {
                 continue;
             };
             if e.file_name().to_string_lossy().starts_with(".bkrestore-") {
-                let mut private = meta.permissions().mode() & 0o077 == 0;
-                for f in std::fs::read_dir(&p).into_iter().flatten().flatten() {
-                    if let Ok(m) = f.metadata() {
-                        private &= m.permissions().mode() & 0o077 == 0;
-                    }
-                }
+                let private = meta.is_dir() && meta.permissions().mode() & 0o777 == 0o700;
                 out.push((p, private));
             } else if meta.is_dir() {
                 stack.push(p);
