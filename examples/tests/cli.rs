@@ -7,7 +7,7 @@ use std::process::{Command, Output};
 use backup_examples::{change_some_files, compare_trees, generate_sample_account};
 
 mod server_support;
-use server_support::backupctl_path;
+use server_support::{backupctl_path, copy_tree};
 
 struct Ctl {
     bin: PathBuf,
@@ -121,7 +121,7 @@ fn round_trip(ctl: &Ctl, dir: &Path, user: &str, encryption: &str, key: Option<&
     ]);
     assert!(first["stats"]["bytes_new"].as_u64().unwrap() > 0);
     let before = dir.join(format!("before-{user}"));
-    copy(&live, &before);
+    copy_tree(&live, &before);
     change_some_files(&live, 5).expect("change");
     let second = ctl.json(&[
         "backup",
@@ -201,22 +201,6 @@ fn changed_bytes(before: &Path, after: &Path) -> u64 {
         }
     }
     total
-}
-
-fn copy(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for e in std::fs::read_dir(from).unwrap() {
-        let e = e.unwrap();
-        let ft = e.file_type().unwrap();
-        let dest = to.join(e.file_name());
-        if ft.is_dir() {
-            copy(&e.path(), &dest);
-        } else if ft.is_symlink() {
-            std::os::unix::fs::symlink(std::fs::read_link(e.path()).unwrap(), dest).unwrap();
-        } else {
-            std::fs::copy(e.path(), dest).unwrap();
-        }
-    }
 }
 
 #[test]

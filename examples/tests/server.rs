@@ -26,7 +26,8 @@ use backup_storage::UrlResolver;
 mod server_support;
 use server_support::{
     Place, Recorder, account_objects, backupctl_path, copy_tree, damage_object, file_url,
-    files_below, files_holding, objects, restore_whole, restores_to, small_account, tree_state,
+    files_below, files_holding, objects, restore_whole, restores_to, small_account,
+    state_backed_up_twice, tree_state,
 };
 
 fn new_vault() -> Arc<MasterKeyVault> {
@@ -1002,28 +1003,11 @@ fn running_as_root() -> bool {
 async fn a_key_reset_leaves_no_copy_of_the_old_envelope() {
     let dir = tempfile::tempdir().unwrap();
     let home = dir.path().join("state");
-    let (state, created) = StateDir::init(&home, None).await.unwrap();
-    assert!(created);
-    let server = &state.server;
     let dest = dir.path().join("dest");
-    server
-        .add_destination("main", &file_url(&dest), None, false)
-        .await
-        .unwrap();
-    let account = server
-        .add_account(NewAccount::active("shred", EncryptionMode::ServerKey).unwrap())
-        .await
-        .unwrap()
-        .account;
     let live = dir.path().join("live");
-    small_account(&live, 3);
+    let (state, account) = state_backed_up_twice(dir.path(), "shred", 3).await;
+    let server = &state.server;
     let source = FsAccount::new(&live);
-    for _ in 0..2 {
-        server
-            .backup(BackupJob::new(&account, &source, "main"))
-            .await
-            .unwrap();
-    }
     assert!(
         !files_below(&home.join("statcache")).is_empty(),
         "the backups keep a stat cache"

@@ -5,15 +5,11 @@
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
-use backup_core::FsAccount;
-use backup_core::model::EncryptionMode;
-use backup_core::service::{BackupJob, NewAccount};
-use backup_examples::StateDir;
 use rustix::fs::Mode;
 use rustix::process::umask;
 
 mod server_support;
-use server_support::{file_url, small_account};
+use server_support::state_backed_up_twice;
 
 fn mode(path: &Path) -> u32 {
     std::fs::symlink_metadata(path)
@@ -53,27 +49,7 @@ async fn state_and_destination(mask: u32) {
     let dir = tempfile::tempdir().unwrap();
     let home = dir.path().join("state");
     let dest = dir.path().join("dest");
-    let (state, created) = StateDir::init(&home, None).await.unwrap();
-    assert!(created);
-    let server = &state.server;
-    server
-        .add_destination("main", &file_url(&dest), None, false)
-        .await
-        .unwrap();
-    let account = server
-        .add_account(NewAccount::active("modes", EncryptionMode::ServerKey).unwrap())
-        .await
-        .unwrap()
-        .account;
-    let live = dir.path().join("live");
-    small_account(&live, 2);
-    let source = FsAccount::new(&live);
-    for _ in 0..2 {
-        server
-            .backup(BackupJob::new(&account, &source, "main"))
-            .await
-            .unwrap();
-    }
+    let (_state, account) = state_backed_up_twice(dir.path(), "modes", 2).await;
 
     assert_eq!(mode(&home), 0o700, "umask {mask:03o}: the state directory");
     assert_eq!(mode(&home.join("master.key")), 0o600, "umask {mask:03o}");

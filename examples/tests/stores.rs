@@ -16,8 +16,11 @@ use backup_core::service::{BackupJob, NewAccount, RestoreRequest, VerifyRequest}
 use backup_core::{ErrorKind, FsAccount};
 use backup_crypto::AccountKeys;
 use backup_examples::{StateDir, change_some_files, compare_trees, generate_sample_account};
+
+mod server_support;
 use backup_storage::object_store::ObjectStore;
 use backup_storage::{CountingStore, RequestKind};
+use server_support::copy_tree;
 
 /// A variable `scripts/test.sh` exports; without it the test fails, naming the script.
 fn server_env(name: &str) -> String {
@@ -51,22 +54,6 @@ fn sftp_url(what: &str) -> String {
     let url = server_env("BACKUP_TEST_SFTP_URL");
     let (base, query) = url.split_once('?').unwrap_or((&url, ""));
     format!("{base}/{what}-{}?{query}", unique())
-}
-
-fn copy_tree(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for e in std::fs::read_dir(from).unwrap() {
-        let e = e.unwrap();
-        let ft = e.file_type().unwrap();
-        let dest = to.join(e.file_name());
-        if ft.is_dir() {
-            copy_tree(&e.path(), &dest);
-        } else if ft.is_symlink() {
-            std::os::unix::fs::symlink(std::fs::read_link(e.path()).unwrap(), dest).unwrap();
-        } else {
-            std::fs::copy(e.path(), dest).unwrap();
-        }
-    }
 }
 
 fn same_key(key: &Option<OwnerKey>) -> Option<OwnerKey> {

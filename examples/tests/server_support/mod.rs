@@ -452,3 +452,39 @@ pub(crate) fn backupctl_path() -> PathBuf {
     );
     bin
 }
+
+/// A state directory under `dir/state` (its SQLite catalog, master key, stat caches) with a
+/// `file://` destination `main` under `dir/dest` and a server-key account `username`,
+/// backed up twice from a small account of `files` files under `dir/live`.
+pub(crate) async fn state_backed_up_twice(
+    dir: &Path,
+    username: &str,
+    files: u64,
+) -> (backup_examples::StateDir, Account) {
+    use backup_core::model::EncryptionMode;
+    use backup_core::service::{BackupJob, NewAccount};
+    let (state, created) = backup_examples::StateDir::init(&dir.join("state"), None)
+        .await
+        .unwrap();
+    assert!(created);
+    let server = &state.server;
+    server
+        .add_destination("main", &file_url(&dir.join("dest")), None, false)
+        .await
+        .unwrap();
+    let account = server
+        .add_account(NewAccount::active(username, EncryptionMode::ServerKey).unwrap())
+        .await
+        .unwrap()
+        .account;
+    let live = dir.join("live");
+    small_account(&live, files);
+    let source = FsAccount::new(&live);
+    for _ in 0..2 {
+        server
+            .backup(BackupJob::new(&account, &source, "main"))
+            .await
+            .unwrap();
+    }
+    (state, account)
+}
