@@ -64,6 +64,7 @@ async fn suite_passes_on_a_non_empty_catalog() {
         .unwrap();
     let settings = Settings {
         max_on_demand_snapshots: Limit::Max(4),
+        orphan_ttl_days: 7,
     };
     c.put_settings(&settings).await.unwrap();
     let resident = common::snapshot(account.id, 10, 123);

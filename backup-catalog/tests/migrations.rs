@@ -200,6 +200,7 @@ async fn check_migrated<C: common::Reports>(c: &C, old: &Old, applied: i64) {
     assert_eq!(c.get_settings().await.unwrap(), Settings::default());
     let settings = Settings {
         max_on_demand_snapshots: Limit::Max(3),
+        orphan_ttl_days: 30,
     };
     c.put_settings(&settings).await.unwrap();
     assert_eq!(c.get_settings().await.unwrap(), settings);

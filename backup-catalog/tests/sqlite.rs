@@ -28,6 +28,8 @@ fn snapshot(account: &Account, minutes_ago: i64) -> Snapshot {
         items: Vec::new(),
         encrypted: false,
         locked: false,
+        lock_until: None,
+        identity: None,
         stats: BackupStats::default(),
     }
 }

@@ -406,6 +406,8 @@ async fn crafted_parent_dir_names_are_refused() {
         }],
         encrypted: false,
         locked: false,
+        lock_until: None,
+        identity: None,
         stats: Default::default(),
     };
     f.handle
@@ -1302,6 +1304,8 @@ async fn snapshots_with_version_1_trees_still_restore() {
         }],
         encrypted: false,
         locked: false,
+        lock_until: None,
+        identity: None,
         stats: Default::default(),
     };
     // A version 1 object (every referenced blob id): its trees are read as version 1.

@@ -149,6 +149,8 @@ fn snapshot(account: AccountId, created: DateTime<Utc>, n: u64) -> Snapshot {
         items,
         encrypted: true,
         locked: false,
+        lock_until: None,
+        identity: None,
         stats: BackupStats {
             bytes_read: 9_000_000 + n * 4096,
             bytes_new: 40_000 + n,

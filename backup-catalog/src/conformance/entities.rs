@@ -342,6 +342,8 @@ impl Timed for Snapshot {
             ],
             encrypted: true,
             locked: false,
+            lock_until: None,
+            identity: None,
             stats: BackupStats {
                 bytes_read: 14_000,
                 bytes_new: 9_000,

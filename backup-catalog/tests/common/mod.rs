@@ -101,6 +101,8 @@ pub fn snapshot(account: AccountId, minutes_ago: i64, bytes: u64) -> Snapshot {
         items: Vec::new(),
         encrypted: false,
         locked: false,
+        lock_until: None,
+        identity: None,
         stats: BackupStats {
             bytes_stored: bytes,
             ..BackupStats::default()

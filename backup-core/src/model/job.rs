@@ -1,4 +1,4 @@
-//! Backup jobs, schedules, retention policies and destinations.
+//! Backup jobs, schedules and destinations (what a job keeps is in `retention`).
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 use super::account::Excludes;
 use super::ids::{DestinationId, JobId};
 use super::item::ItemKind;
-use super::limit::Limit;
+use super::retention::RetentionPolicy;
 use crate::error::{Error, Result};
 
 /// When a job runs.
@@ -91,42 +91,6 @@ impl Schedule {
                 time(hour, minute)
             }
         }
-    }
-}
-
-/// How many snapshots a job keeps. `None` in a slot means that rule keeps nothing extra;
-/// a policy with every slot `None` keeps everything. Locked snapshots are never removed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
-pub struct RetentionPolicy {
-    /// Keep the newest n.
-    pub keep_last: Option<u32>,
-    /// Keep the newest of each of the last n hours.
-    pub hourly: Option<u32>,
-    /// Keep the newest of each of the last n days.
-    pub daily: Option<u32>,
-    /// Keep the newest of each of the last n weeks.
-    pub weekly: Option<u32>,
-    /// Keep the newest of each of the last n months.
-    pub monthly: Option<u32>,
-    /// Keep the newest of each of the last n years.
-    pub yearly: Option<u32>,
-    /// Cap on on-demand snapshots kept per account by this job.
-    pub on_demand_cap: Limit,
-}
-
-impl RetentionPolicy {
-    /// Whether the policy keeps every snapshot.
-    pub fn keeps_everything(&self) -> bool {
-        [
-            self.keep_last,
-            self.hourly,
-            self.daily,
-            self.weekly,
-            self.monthly,
-            self.yearly,
-        ]
-        .iter()
-        .all(Option::is_none)
     }
 }
 

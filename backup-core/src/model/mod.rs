@@ -8,6 +8,7 @@ mod limit;
 mod organization;
 mod quota;
 mod restore;
+mod retention;
 mod selection;
 mod settings;
 mod snapshot;
@@ -21,13 +22,16 @@ pub use ids::{
     OrganizationId, PackId, PriorityGroupId, SnapshotId, TagId,
 };
 pub use item::{ItemKind, check_document_name};
-pub use job::{Destination, DestinationClass, Job, RetentionPolicy, Schedule};
+pub use job::{Destination, DestinationClass, Job, Schedule};
 pub use limit::Limit;
 pub use organization::{Organization, PriorityGroup, Tag, TagColor};
 pub use quota::{BackupLocations, DeviceLimits, Quota, QuotaState, StorageQuota};
 pub use restore::{
     CheckedPlan, DownloadFormat, DownloadRequest, DownloadStatus, ItemSelection, OwnerKey,
     Ownership, RestoreOptions, RestorePlan,
+};
+pub use retention::{
+    ForgetReason, Forgotten, KeepReason, Kept, RetentionDecision, RetentionPolicy, RetentionZone,
 };
 pub use selection::{PathFilter, PathSelection};
 pub use settings::{AccountUsage, Settings};

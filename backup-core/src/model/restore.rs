@@ -357,6 +357,8 @@ mod tests {
                 .collect(),
             encrypted: false,
             locked: false,
+            lock_until: None,
+            identity: None,
             stats: Default::default(),
         }
     }

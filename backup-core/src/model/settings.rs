@@ -7,12 +7,29 @@ use super::limit::Limit;
 
 /// The server's global settings, one value per catalog. Every field has a default, so a
 /// catalog that never stored settings reads [`Settings::default`].
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct Settings {
     /// Maximum on-demand snapshots kept per account, for accounts whose own limit is
     /// [`Limit::Default`]. A global `Default` means unlimited.
     pub max_on_demand_snapshots: Limit,
+    /// Days the snapshots of a removed account are kept as orphans before `orphans prune`
+    /// forgets them; 0 keeps them until removed by hand. JetBackup's default, 180.
+    #[serde(default = "default_orphan_ttl_days")]
+    pub orphan_ttl_days: u32,
+}
+
+fn default_orphan_ttl_days() -> u32 {
+    180
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            max_on_demand_snapshots: Limit::default(),
+            orphan_ttl_days: default_orphan_ttl_days(),
+        }
+    }
 }
 
 /// What one account's snapshot rows add up to in a catalog: the usage quotas are checked

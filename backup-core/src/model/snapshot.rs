@@ -203,13 +203,33 @@ pub struct Snapshot {
     pub items: Vec<SnapshotItem>,
     /// Whether content is encrypted.
     pub encrypted: bool,
-    /// Locked snapshots are out of retention rotation.
+    /// Locked snapshots are out of retention rotation (see [`Snapshot::is_locked_at`]).
     pub locked: bool,
+    /// When a lock set with a time to live ends; `None` locks until unlocked.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lock_until: Option<DateTime<Utc>>,
+    /// The account identity the snapshot was taken under, when it is not `account`: the
+    /// snapshot of a removed account reassigned to a re-created one keeps its objects under
+    /// the old identity's prefix and keys (see [`Snapshot::storage_account`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub identity: Option<AccountId>,
     /// What the backup run stored.
     pub stats: BackupStats,
 }
 
 impl Snapshot {
+    /// Whether the snapshot is locked at `now`: locked, and its lock's time to live (if
+    /// any) not yet over.
+    pub fn is_locked_at(&self, now: DateTime<Utc>) -> bool {
+        self.locked && self.lock_until.is_none_or(|until| until > now)
+    }
+
+    /// The account whose repository prefix and keys hold the snapshot's objects: its
+    /// original identity for a reassigned snapshot, otherwise `account`.
+    pub fn storage_account(&self) -> AccountId {
+        self.identity.unwrap_or(self.account)
+    }
+
     /// Whether the snapshot holds `kind`.
     pub fn has_item(&self, kind: ItemKind) -> bool {
         self.items.iter().any(|i| i.kind == kind)
@@ -257,6 +277,8 @@ mod tests {
             items: Vec::new(),
             encrypted: false,
             locked: false,
+            lock_until: None,
+            identity: None,
             stats: BackupStats::default(),
         };
         let mut value = serde_json::to_value(&snapshot).unwrap();
