@@ -56,12 +56,12 @@ mod url;
 pub use counting::{CountingStore, RequestCounts};
 pub use error::{Error, Result, UrlProblem, is_transient};
 pub use faults::{FaultPlan, FaultStore};
-pub use local::LocalStore;
+pub use local::{LocalStore, sweep_staging};
 pub use request::RequestKind;
 pub use resolver::{StoreLayer, UrlResolver};
 pub use retry::{RetryPolicy, RetryStore};
 pub use sftp::{SftpBuilder, SftpStore};
-pub use url::{check, open};
+pub use url::{check, local_root, open};
 
 /// The object_store crate this one builds on, for callers that need its types.
 pub use object_store;

@@ -3,6 +3,7 @@
 
 use std::fmt;
 use std::sync::Arc;
+use std::time::Duration;
 
 use async_trait::async_trait;
 use backup_core::ports::StoreResolver;
@@ -171,6 +172,23 @@ impl StoreResolver for UrlResolver {
     async fn open(&self, url: &str) -> backup_core::Result<(Arc<dyn ObjectStore>, Path)> {
         let (store, root) = crate::url::open(url)?;
         Ok((self.wrap(store), root))
+    }
+
+    async fn sweep_staging(&self, url: &str, older_than: Duration) -> backup_core::Result<u64> {
+        let Some(root) = crate::url::local_root(url) else {
+            return Ok(0);
+        };
+        let cutoff = std::time::SystemTime::now()
+            .checked_sub(older_than)
+            .unwrap_or(std::time::UNIX_EPOCH);
+        let swept =
+            tokio::task::spawn_blocking(move || crate::local::sweep_staging(&root, cutoff)).await;
+        match swept {
+            Ok(r) => r.map_err(|e| backup_core::Error::io("sweeping staging files", e)),
+            Err(e) => Err(backup_core::Error::Internal {
+                reason: format!("sweeping staging files: {e}"),
+            }),
+        }
     }
 }
 

@@ -45,6 +45,14 @@ pub fn open(url: &str) -> Result<(Arc<dyn ObjectStore>, Path)> {
     }
 }
 
+/// The local directory a `file:///` URL names; `None` for other schemes (and bad URLs).
+pub fn local_root(url: &str) -> Option<std::path::PathBuf> {
+    match parse(url).ok()?.0 {
+        Target::File(path) => Some(path),
+        _ => None,
+    }
+}
+
 /// Checks a destination URL as [`open`] does, without touching the disk or the network:
 /// the explicit form, the scheme, the path, every option. What only opening can find out
 /// (an S3 configuration from the environment, the default SSH key file when the URL names

@@ -192,7 +192,19 @@ pub async fn backup(
         Some(bytes) => StatCache::decode(sealer.server_keys(), &bytes),
         None => StatCache::default(),
     };
-    let locator = locator?;
+    let mut locator = locator?;
+    // Packs a collector condemned and may delete by now (with a margin for clocks) are not
+    // reused: their blobs are stored again. The account's lease, held since before this
+    // read, keeps every other pack listed above from being deleted until the backup ends.
+    match repo.load_collection_state().await {
+        Ok(state) => locator.exclude(state.due_at(created + super::prune::CLOCK_MARGIN).copied()),
+        // A collector that cannot read the state starts afresh and deletes nothing that
+        // was not condemned again, while this backup holds the lease: safe to go on.
+        Err(e @ Error::Integrity { .. }) => {
+            tracing::warn!(account = %account.id, error = %e, "collection state unreadable");
+        }
+        Err(e) => return Err(e),
+    }
     let cached_files = old_cache.entries.len();
     let known = KnownBlobs::from_locator(&locator)?;
     drop(locator);
@@ -313,6 +325,8 @@ pub async fn backup(
         items: walked.items,
         encrypted: sealer.is_encrypted(),
         locked: false,
+        lock_until: None,
+        identity: None,
         stats: BackupStats {
             bytes_read,
             bytes_new: pack_stats.bytes_new,

@@ -13,6 +13,7 @@ pub(crate) mod fsat;
 mod owners;
 mod packer;
 mod progress;
+mod prune;
 mod reader;
 mod report;
 mod restore;
@@ -28,6 +29,10 @@ pub use backup::{
 };
 pub use progress::{
     NoProgress, Progress, ProgressCounters, ProgressEvent, ProgressSink, no_progress,
+};
+pub use prune::{
+    CLOCK_MARGIN, DEFAULT_GRACE, DEFAULT_REPACK_BELOW, PruneOptions, PruneReport, SnapshotUsage,
+    StorageUsage, prune, storage_usage,
 };
 pub use report::{BackupReport, ENTRIES_LISTED, EntryReport, EntryReports};
 pub use restore::{RestoreReport, dry_run, restore};

@@ -30,10 +30,14 @@ pub enum MacDomain {
     Account,
     /// The list of packs found damaged.
     Damage,
+    /// The garbage collector's state (packs condemned and when they may go).
+    Collection,
+    /// Snapshot locks kept on the destination.
+    Lock,
 }
 
 impl MacDomain {
-    const ALL: [MacDomain; 7] = [
+    const ALL: [MacDomain; 9] = [
         MacDomain::Pack,
         MacDomain::Trailer,
         MacDomain::Snapshot,
@@ -41,6 +45,8 @@ impl MacDomain {
         MacDomain::Path,
         MacDomain::Account,
         MacDomain::Damage,
+        MacDomain::Collection,
+        MacDomain::Lock,
     ];
 
     fn context(self) -> &'static str {
@@ -52,6 +58,8 @@ impl MacDomain {
             MacDomain::Path => "backup-engine 2026 repository v1 path hash",
             MacDomain::Account => "backup-engine 2026 repository v1 account record mac",
             MacDomain::Damage => "backup-engine 2026 repository v1 damaged packs mac",
+            MacDomain::Collection => "backup-engine 2026 repository v1 collection state mac",
+            MacDomain::Lock => "backup-engine 2026 repository v1 snapshot lock mac",
         }
     }
 
@@ -66,14 +74,14 @@ impl MacDomain {
 #[derive(Zeroize, ZeroizeOnDrop)]
 pub struct ServerKeys {
     dedup: [u8; 32],
-    macs: [[u8; 32]; 7],
+    macs: [[u8; 32]; 9],
     chunker_seed: u64,
 }
 
 impl ServerKeys {
     /// Builds the keys from the dedup key, the header MAC key and the chunker seed.
     pub fn new(dedup_key: [u8; 32], mac_key: [u8; 32], chunker_seed: u64) -> Self {
-        let mut macs = [[0u8; 32]; 7];
+        let mut macs = [[0u8; 32]; 9];
         for d in MacDomain::ALL {
             macs[d.slot()] = blake3::derive_key(d.context(), &mac_key);
         }

@@ -19,4 +19,11 @@ pub trait StoreResolver: Send + Sync + Debug + 'static {
     fn check(&self, url: &str) -> Result<()>;
     /// The store and the root prefix inside it.
     async fn open(&self, url: &str) -> Result<(Arc<dyn ObjectStore>, Path)>;
+    /// Deletes what interrupted writes left outside the object listing (a local store's
+    /// staging files) when older than `older_than`; returns how many. Stores that leave
+    /// nothing of the kind keep this default, which does nothing.
+    async fn sweep_staging(&self, url: &str, older_than: std::time::Duration) -> Result<u64> {
+        let _ = (url, older_than);
+        Ok(0)
+    }
 }

@@ -54,3 +54,18 @@ pub fn indexes(root: &Path, account: AccountId) -> Path {
 pub fn index(root: &Path, account: AccountId, id: &ChunkId) -> Path {
     indexes(root, account).join(id.to_hex())
 }
+
+/// `ROOT/accounts/<uuid>/locks/`.
+pub fn locks(root: &Path, account: AccountId) -> Path {
+    self::account(root, account).join("locks")
+}
+
+/// `ROOT/accounts/<uuid>/locks/<snapshot-uuid>`.
+pub fn lock(root: &Path, account: AccountId, id: SnapshotId) -> Path {
+    locks(root, account).join(id.to_string())
+}
+
+/// `ROOT/accounts/<uuid>/collection`: the garbage collector's state.
+pub fn collection(root: &Path, account: AccountId) -> Path {
+    self::account(root, account).join("collection")
+}

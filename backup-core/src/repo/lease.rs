@@ -64,6 +64,11 @@ pub struct Lease {
     path: Path,
     doc: LeaseDoc,
     ttl: Duration,
+    /// Until when this holder knows the lease is its own: the expiry it last wrote. Past
+    /// it, another process may have taken the lease as expired (a collector deletes packs
+    /// only while no backup holds the account's lease), so the lease is lost even if
+    /// nobody took it over.
+    held_until: std::sync::Mutex<DateTime<Utc>>,
 }
 
 /// A lease renewed in the background; see [`Lease::keep_alive`].
@@ -76,6 +81,16 @@ pub struct LeaseGuard {
 
 fn lease_path(repo: &Repository, account: AccountId) -> Path {
     repo.root().clone().join("leases").join(account.to_string())
+}
+
+/// The collection lease: `ROOT/leases/collect/<account uuid>`, apart from the operations'
+/// lease, so that backups never wait for a collection.
+fn collection_lease_path(repo: &Repository, account: AccountId) -> Path {
+    repo.root()
+        .clone()
+        .join("leases")
+        .join("collect")
+        .join(account.to_string())
 }
 
 fn host_name() -> String {
@@ -96,7 +111,47 @@ impl Repository {
         ttl: Duration,
         wait: Duration,
     ) -> Result<Lease> {
-        let path = lease_path(self, account);
+        self.acquire_at(lease_path(self, account), account, operation, ttl, wait)
+            .await
+    }
+
+    /// Takes the account's collection lease (forget, prune, repack): one collector per
+    /// account, on one machine or many. It is apart from [`Repository::acquire_lease`]:
+    /// backups run while an account is collected.
+    pub async fn acquire_collection_lease(
+        &self,
+        account: AccountId,
+        operation: &str,
+        ttl: Duration,
+        wait: Duration,
+    ) -> Result<Lease> {
+        self.acquire_at(
+            collection_lease_path(self, account),
+            account,
+            operation,
+            ttl,
+            wait,
+        )
+        .await
+    }
+
+    /// Who holds the account's operation lease now (a backup, a key reset), if anyone: a
+    /// lease past its expiry, or one that does not parse, counts as nobody's.
+    pub async fn lease_holder(&self, account: AccountId) -> Result<Option<String>> {
+        Ok(match self.read_lease(&lease_path(self, account)).await? {
+            Some(Some(doc)) if doc.expires > Utc::now() => Some(doc.holder()),
+            _ => None,
+        })
+    }
+
+    async fn acquire_at(
+        &self,
+        path: Path,
+        account: AccountId,
+        operation: &str,
+        ttl: Duration,
+        wait: Duration,
+    ) -> Result<Lease> {
         let deadline = tokio::time::Instant::now() + wait;
         let token = uuid::Uuid::new_v4().to_string();
         loop {
@@ -118,6 +173,7 @@ impl Repository {
                         repo: self.clone(),
                         account,
                         path,
+                        held_until: std::sync::Mutex::new(doc.expires),
                         doc,
                         ttl,
                     });
@@ -135,6 +191,7 @@ impl Repository {
                         repo: self.clone(),
                         account,
                         path,
+                        held_until: std::sync::Mutex::new(held.expires),
                         doc: held.clone(),
                         ttl,
                     });
@@ -188,8 +245,29 @@ impl Lease {
         self.account
     }
 
-    /// Fails with [`Error::LeaseHeld`] unless the stored lease is still this one.
+    fn held_until(&self) -> DateTime<Utc> {
+        *self
+            .held_until
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn lapsed(&self) -> Result<()> {
+        if self.held_until() <= Utc::now() {
+            return Err(Error::LeaseHeld {
+                account: self.account.to_string(),
+                holder: "nobody (this operation's lease expired before it was renewed)".into(),
+                expires: self.held_until().to_rfc3339(),
+            });
+        }
+        Ok(())
+    }
+
+    /// Fails with [`Error::LeaseHeld`] unless the stored lease is still this one and has
+    /// not lapsed (expired before it was renewed, when another process could have taken
+    /// it for free).
     pub async fn check(&self) -> Result<()> {
+        self.lapsed()?;
         match self.repo.read_lease(&self.path).await? {
             Some(Some(doc)) if doc.token == self.doc.token => Ok(()),
             Some(Some(doc)) => Err(Error::LeaseHeld {
@@ -211,6 +289,12 @@ impl Lease {
         let mut doc = self.doc.clone();
         doc.expires = expiry(self.ttl);
         self.repo.store().put(&self.path, encode(&doc)?).await?;
+        // The new expiry counts only once it is stored; a renewal that lands after the
+        // lease lapsed does not make it ours again (the check above refused it).
+        *self
+            .held_until
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = doc.expires;
         Ok(())
     }
 
@@ -349,6 +433,58 @@ mod tests {
         assert!(matches!(short.check().await, Err(Error::LeaseHeld { .. })));
         assert!(short.renew().await.is_err());
         taker.check().await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_lapsed_lease_is_lost_even_if_nobody_took_it() {
+        let repo = repo().await;
+        let a = AccountId::new();
+        let short = repo
+            .acquire_lease(a, "backup", Duration::from_millis(20), Duration::ZERO)
+            .await
+            .unwrap();
+        short.check().await.unwrap();
+        assert_eq!(
+            repo.lease_holder(a)
+                .await
+                .unwrap()
+                .as_deref()
+                .map(|h| h.starts_with("backup")),
+            Some(true)
+        );
+        tokio::time::sleep(Duration::from_millis(40)).await;
+        // Past its expiry, a collector sees nobody holding the account ...
+        assert_eq!(repo.lease_holder(a).await.unwrap(), None);
+        // ... so the holder has lost it: no check passes and no renewal revives it.
+        assert!(matches!(short.check().await, Err(Error::LeaseHeld { .. })));
+        assert!(short.renew().await.is_err());
+        assert!(matches!(short.check().await, Err(Error::LeaseHeld { .. })));
+    }
+
+    #[tokio::test]
+    async fn the_collection_lease_is_apart_from_the_operation_lease() {
+        let repo = repo().await;
+        let a = AccountId::new();
+        let ttl = Duration::from_secs(60);
+        let backup = repo
+            .acquire_lease(a, "backup", ttl, Duration::ZERO)
+            .await
+            .unwrap();
+        let collect = repo
+            .acquire_collection_lease(a, "prune", ttl, Duration::ZERO)
+            .await
+            .unwrap();
+        let second = repo
+            .acquire_collection_lease(a, "prune", ttl, Duration::from_millis(300))
+            .await;
+        assert!(matches!(second, Err(Error::LeaseHeld { .. })));
+        // The collector does not count as the account's holder; the backup does.
+        assert!(repo.lease_holder(a).await.unwrap().is_some());
+        backup.release().await.unwrap();
+        assert_eq!(repo.lease_holder(a).await.unwrap(), None);
+        collect.check().await.unwrap();
+        // A listing of accounts never shows leases.
+        assert!(repo.list_accounts().await.unwrap().is_empty());
     }
 
     #[tokio::test]

@@ -15,6 +15,7 @@ mod account_record;
 mod config;
 mod damage;
 mod format;
+mod gc;
 mod index;
 pub mod layout;
 mod lease;
@@ -37,18 +38,19 @@ pub use damage::{DAMAGE_MAGIC, decode_damage, encode_damage};
 pub use format::{
     CONFIG_MAGIC, FORMAT_VERSION, INDEX_MAGIC, PACK_MAGIC, SNAPSHOT_MAGIC, TRAILER_MAGIC,
 };
+pub use gc::{COLLECTION_MAGIC, CollectionState, Condemned, LOCK_MAGIC, decode_lock, encode_lock};
 pub use index::{INDEX_VERSION, IndexedPack, decode_index, encode_index};
 pub use lease::{Lease, LeaseGuard};
 pub use pack::{
-    BlobCodec, BlobKind, BlobLocator, Compression, ENTRY_LEN, FOOTER_LEN, FinishedPack,
-    GROUP_MAX_LEN, HEADER_LEN, PACK_VERSION, PackTrailer, PackWriter, TrailerEntry, read_pack,
-    read_pack_unhashed, read_trailer, trailer_span,
+    BlobCodec, BlobKind, BlobLocator, CompactRefusal, Compacted, Compression, ENTRY_LEN,
+    FOOTER_LEN, FinishedPack, GROUP_MAX_LEN, HEADER_LEN, PACK_VERSION, PackTrailer, PackWriter,
+    TrailerEntry, compact_pack, read_pack, read_pack_unhashed, read_trailer, trailer_span,
 };
 pub(crate) use pack::{GROUP_MEMBER_MAX, GROUP_TARGET};
 pub(crate) use snapshot::set_entry_bit;
 pub use snapshot::{
     OwnerNames, PackReference, References, SNAPSHOT_VERSION, SnapshotContent, SnapshotObject,
-    normalize_references,
+    normalize_references, rewrite_pack_references,
 };
 pub use tree::{
     Attrs, Extent, LinkId, Node, Owner, SpecialKind, Tree, TreeEntry, TreeVersion, Xattr,

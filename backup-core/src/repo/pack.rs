@@ -588,6 +588,127 @@ impl PackWriter {
     }
 }
 
+/// A compacted pack and, for each entry of the old pack, its index in the new one (`None`
+/// for entries left out).
+pub type Compacted = (FinishedPack, Vec<Option<usize>>);
+
+/// Why a pack could not be compacted by [`compact_pack`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CompactRefusal {
+    /// No entry is kept: the pack is garbage as a whole.
+    NothingKept,
+    /// A kept blob is a member of a sealed group: its seal binds the group's offset, so it
+    /// cannot move without the content key.
+    SealedGroup,
+}
+
+/// Copies the kept entries of a pack into a smaller pack, sealed bytes as they are: the new
+/// pack keeps the old one's seal header, so neither the content key nor the owner's key is
+/// needed. A group moves whole (all its members, kept or not) and only when it is unsealed
+/// (unencrypted accounts): a sealed group is bound to its offset. `keep[i]` says whether
+/// entry `i` of `trailer` is kept; the result lists, for each kept entry, its index in the
+/// new pack. `source` is the whole pack, whose trailer (bounds included) was checked.
+pub fn compact_pack(
+    keys: &ServerKeys,
+    source: &[u8],
+    trailer: &PackTrailer,
+    keep: &[bool],
+) -> std::result::Result<Result<Compacted>, CompactRefusal> {
+    let entries = &trailer.entries;
+    let kept = |i: usize| keep.get(i).copied().unwrap_or(false);
+    if !(0..entries.len()).any(kept) {
+        return Err(CompactRefusal::NothingKept);
+    }
+    // A group moves whole when any member is kept.
+    let mut take = vec![false; entries.len()];
+    let mut i = 0;
+    while i < entries.len() {
+        let e = entries[i];
+        if e.compression != Compression::ZstdGroup {
+            take[i] = kept(i);
+            i += 1;
+            continue;
+        }
+        let mut end = i;
+        while end < entries.len()
+            && entries[end].compression == Compression::ZstdGroup
+            && entries[end].offset == e.offset
+        {
+            end += 1;
+        }
+        if (i..end).any(kept) {
+            if !trailer.seal_header.is_empty() {
+                return Err(CompactRefusal::SealedGroup);
+            }
+            take[i..end].iter_mut().for_each(|t| *t = true);
+        }
+        i = end;
+    }
+    Ok(copy_entries(keys, source, trailer, &take))
+}
+
+fn copy_entries(
+    keys: &ServerKeys,
+    source: &[u8],
+    trailer: &PackTrailer,
+    take: &[bool],
+) -> Result<Compacted> {
+    let mut buf = Vec::with_capacity(source.len());
+    buf.extend_from_slice(PACK_MAGIC);
+    buf.extend_from_slice(&PACK_VERSION.to_le_bytes());
+    buf.push(trailer.kind.code());
+    buf.push(0);
+    let mut entries = Vec::new();
+    let mut index = vec![None; trailer.entries.len()];
+    // The new offset of each copied span, by old offset (group members share a span).
+    let mut moved: Option<(u64, u64)> = None;
+    for (i, e) in trailer.entries.iter().enumerate() {
+        if !take[i] {
+            continue;
+        }
+        let offset = match moved {
+            Some((old, new)) if old == e.offset && e.compression == Compression::ZstdGroup => new,
+            _ => {
+                let start = e.offset as usize;
+                let span = start
+                    .checked_add(e.stored_len as usize)
+                    .and_then(|end| source.get(start..end))
+                    .ok_or_else(|| {
+                        Error::integrity(format!("blob {}", e.id), "lies outside the pack")
+                    })?;
+                let new = buf.len() as u64;
+                buf.extend_from_slice(span);
+                moved = Some((e.offset, new));
+                new
+            }
+        };
+        index[i] = Some(entries.len());
+        entries.push(TrailerEntry { offset, ..*e });
+    }
+    let trailer = PackTrailer {
+        kind: trailer.kind,
+        seal_header: trailer.seal_header.clone(),
+        entries,
+    };
+    let encoded = trailer.encode()?;
+    let mac = keys.mac(MacDomain::Trailer, &encoded);
+    buf.extend_from_slice(&encoded);
+    buf.extend_from_slice(&len_u32(encoded.len(), "trailer")?.to_le_bytes());
+    buf.extend_from_slice(&mac);
+    buf.extend_from_slice(TRAILER_MAGIC);
+    let mut h = keys.mac_hasher(MacDomain::Pack);
+    h.update(&buf);
+    let id = ChunkId(*h.finalize().as_bytes());
+    Ok((
+        FinishedPack {
+            id,
+            bytes: buf,
+            trailer,
+        },
+        index,
+    ))
+}
+
 /// Appends the zstd frame of `plaintext` (by `compressor`) to `out` when it saves at least
 /// 1/32 of it; returns whether it did (`out` is left as it was otherwise). zstd writes
 /// straight into `out`'s spare room and stops when that is full, so incompressible data
@@ -904,6 +1025,12 @@ impl BlobLocator {
     pub fn pack(&self, id: &PackId) -> Option<&PackTrailer> {
         let &pack = self.pack_positions.get(id)?;
         self.packs.get(pack).map(|(_, trailer)| trailer)
+    }
+
+    /// Marks packs as not to be reused by a backup (condemned by a collector), as damaged
+    /// packs are: [`BlobLocator::is_damaged`] is true for them.
+    pub fn exclude(&mut self, packs: impl IntoIterator<Item = PackId>) {
+        self.damaged.extend(packs);
     }
 
     /// Whether a pack is known.

@@ -403,11 +403,77 @@ impl SnapshotObject {
                 items,
                 encrypted: header.encrypted,
                 locked: false,
+                lock_until: None,
+                identity: None,
                 stats: header.stats,
             },
             references: header.references,
             content,
         })
+    }
+}
+
+/// Rewrites the pack references of a stored snapshot object (version 2 or 3) through `f`,
+/// keeping everything else byte for byte (the sealed metadata included, so no content key
+/// is needed), and MACs it again. The object is authenticated first, as
+/// [`SnapshotObject::decode`] does. `Ok(None)`: a version 1 object, whose references are
+/// blob ids that a repack does not change.
+pub fn rewrite_pack_references(
+    keys: &ServerKeys,
+    account: AccountId,
+    id: SnapshotId,
+    bytes: &[u8],
+    f: impl FnOnce(Vec<PackReference>) -> Result<Vec<PackReference>>,
+) -> Result<Option<Vec<u8>>> {
+    let object = format!("snapshot {id}");
+    // Authenticates the whole object and checks its id and account.
+    SnapshotObject::decode(keys, None, account, id, bytes)?;
+    let body = &bytes[..bytes.len() - 32];
+    let mut r = ByteReader::new(body, &object);
+    let version = r.magic_and_versions(
+        SNAPSHOT_MAGIC,
+        &[
+            SNAPSHOT_VERSION_BLOB_IDS,
+            SNAPSHOT_VERSION_PACKS,
+            SNAPSHOT_VERSION,
+        ],
+    )?;
+    let hlen = r.u32()? as usize;
+    let header = r.bytes(hlen)?;
+    let rest = r.bytes(r.remaining())?;
+    let header = match version {
+        SNAPSHOT_VERSION => {
+            let h: SnapshotHeader<Vec<PackReference>, u8> = decode(header, &object)?;
+            let h = h.try_map(f)?;
+            check_pack_references(&h.references, &object)?;
+            encode(&h)?
+        }
+        SNAPSHOT_VERSION_PACKS => {
+            let h: SnapshotHeader<Vec<PackReference>, ()> = decode(header, &object)?;
+            let h = h.try_map(f)?;
+            check_pack_references(&h.references, &object)?;
+            encode(&h)?
+        }
+        _ => return Ok(None),
+    };
+    let mut out = Vec::with_capacity(bytes.len() + 64);
+    out.extend_from_slice(SNAPSHOT_MAGIC);
+    out.extend_from_slice(&version.to_le_bytes());
+    out.extend_from_slice(&len_u32(header.len(), "snapshot header")?.to_le_bytes());
+    out.extend_from_slice(&header);
+    out.extend_from_slice(rest);
+    let mac = keys.mac(MacDomain::Snapshot, &out);
+    out.extend_from_slice(&mac);
+    Ok(Some(out))
+}
+
+impl<S> SnapshotHeader<Vec<PackReference>, S> {
+    fn try_map(
+        mut self,
+        f: impl FnOnce(Vec<PackReference>) -> Result<Vec<PackReference>>,
+    ) -> Result<Self> {
+        self.references = f(std::mem::take(&mut self.references))?;
+        Ok(self)
     }
 }
 

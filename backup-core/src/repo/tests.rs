@@ -73,6 +73,8 @@ fn object(account: AccountId, refs: References, files: u64) -> SnapshotObject {
             }],
             encrypted: false,
             locked: false,
+            lock_until: None,
+            identity: None,
             stats: BackupStats {
                 bytes_read: 5,
                 ..Default::default()
@@ -351,4 +353,98 @@ fn index_objects_of_version_1_are_still_read() {
         decode_index(keys, &new_id, &newer),
         Err(Error::UnsupportedVersion { version: 3, .. })
     ));
+}
+
+#[test]
+fn rewritten_references_keep_the_sealed_part_and_authenticate() {
+    let c = crypto();
+    let account = AccountId::new();
+    let old = ChunkId([9; 32]);
+    let new = ChunkId([1; 32]);
+    let refs = vec![
+        PackReference::new(old, [0, 3]).unwrap(),
+        PackReference::new(ChunkId([20; 32]), [1]).unwrap(),
+    ];
+    let obj = object(account, References::Packs(normalize_references(refs)), 3);
+    let id = obj.snapshot.id;
+    let bytes = obj
+        .encode(c.server_keys(), c.begin().unwrap().as_ref())
+        .unwrap();
+    let rewritten = rewrite_pack_references(c.server_keys(), account, id, &bytes, |refs| {
+        Ok(normalize_references(
+            refs.into_iter()
+                .map(|r| {
+                    if r.pack == old {
+                        PackReference::new(new, [0, 1]).unwrap()
+                    } else {
+                        r
+                    }
+                })
+                .collect(),
+        ))
+    })
+    .unwrap()
+    .unwrap();
+    let back =
+        SnapshotObject::decode(c.server_keys(), Some(c.as_ref()), account, id, &rewritten).unwrap();
+    assert_eq!(back.snapshot, obj.snapshot);
+    assert_eq!(back.content, obj.content);
+    assert_eq!(
+        back.references,
+        References::Packs(vec![
+            PackReference::new(new, [0, 1]).unwrap(),
+            PackReference::new(ChunkId([20; 32]), [1]).unwrap(),
+        ])
+    );
+    // Another account's keys, or a tampered object, are refused before anything is rewritten.
+    let other = PlainCrypto::new(ServerKeys::new([4; 32], [6; 32], 6));
+    assert!(rewrite_pack_references(other.server_keys(), account, id, &bytes, Ok).is_err());
+    let mut bad = bytes.clone();
+    bad[20] ^= 1;
+    assert!(rewrite_pack_references(c.server_keys(), account, id, &bad, Ok).is_err());
+    // References that are not canonical are refused.
+    let unsorted = rewrite_pack_references(c.server_keys(), account, id, &bytes, |mut r| {
+        r.reverse();
+        Ok(r)
+    });
+    assert!(unsorted.is_err());
+}
+
+#[test]
+fn compaction_copies_kept_blobs_under_the_same_seal_header() {
+    let c = crypto();
+    let keys = c.server_keys();
+    let mut writer = PackWriter::new(BlobKind::Data, c.begin().unwrap(), 1 << 16);
+    let mut codec = BlobCodec::new(3).unwrap();
+    let blobs: Vec<Vec<u8>> = (0..6u8).map(|i| vec![i; 300 + usize::from(i)]).collect();
+    for b in &blobs {
+        writer
+            .add_plaintext(&mut codec, keys.chunk_id(b), b)
+            .unwrap();
+    }
+    let pack = writer.finish(keys).unwrap();
+    let keep = [false, true, false, false, true, false];
+    let (new, map) = compact_pack(keys, &pack.bytes, &pack.trailer, &keep)
+        .unwrap()
+        .unwrap();
+    assert!(new.bytes.len() < pack.bytes.len());
+    assert_eq!(map, vec![None, Some(0), None, None, Some(1), None]);
+    assert_eq!(new.trailer.seal_header, pack.trailer.seal_header);
+    // The new pack is whole and every kept blob opens from it.
+    let trailer = read_pack(keys, &new.id, &new.bytes).unwrap();
+    let session = c.open_session(&trailer.seal_header).unwrap();
+    for (i, e) in trailer.entries.iter().enumerate() {
+        let span = new.bytes[e.offset as usize..][..e.stored_len as usize].to_vec();
+        let plain = codec.open_blob(keys, session.as_ref(), e, span).unwrap();
+        assert_eq!(plain, blobs[[1, 4][i]]);
+    }
+    // The same input gives the same pack (an interrupted repack made again is the same).
+    let (again, _) = compact_pack(keys, &pack.bytes, &pack.trailer, &keep)
+        .unwrap()
+        .unwrap();
+    assert_eq!(again.id, new.id);
+    assert_eq!(
+        compact_pack(keys, &pack.bytes, &pack.trailer, &[false; 6]).err(),
+        Some(CompactRefusal::NothingKept)
+    );
 }

@@ -86,6 +86,8 @@ impl Server {
         let result = async {
             for repo in &writable {
                 leases.push(self.lease(repo, account.id, "key reset").await?);
+                // No collector rewrites a snapshot of the account while its data goes.
+                leases.push(self.collection_lease(repo, account.id, "key reset").await?);
             }
             self.reset_under_leases(account, &writable).await
         }
@@ -289,11 +291,27 @@ impl Server {
         self.inner.catalog.put_account(&account).await?;
         self.inner.catalog.put_key_envelope(id, &envelope).await?;
         report.accounts += 1;
+        // Locks are kept on the destination too, so a rebuilt catalog keeps them.
+        let locks: std::collections::HashMap<_, _> = match handle.list_locks().await {
+            Ok(locks) => locks.into_iter().collect(),
+            Err(e) => {
+                report.problems.push(RebuildProblem {
+                    account: id.to_string(),
+                    snapshot: None,
+                    reason: format!("snapshot locks: {e}"),
+                });
+                Default::default()
+            }
+        };
         for snapshot_id in handle.list_snapshots().await? {
             match handle.load_snapshot(snapshot_id).await {
                 Ok(object) => {
                     let mut snapshot = object.snapshot;
                     snapshot.destination = destination.id;
+                    if let Some(until) = locks.get(&snapshot_id) {
+                        snapshot.locked = true;
+                        snapshot.lock_until = *until;
+                    }
                     self.inner.catalog.put_snapshot(&snapshot).await?;
                     report.snapshots += 1;
                 }
@@ -309,7 +327,7 @@ impl Server {
 
     /// The account record: sealed by the vault (or, written before records were sealed,
     /// only authenticated), then checked with the account's MAC key.
-    async fn read_account_record(&self, handle: &AccountRepo) -> Result<Account> {
+    pub(super) async fn read_account_record(&self, handle: &AccountRepo) -> Result<Account> {
         let bytes = handle
             .get_account_record_bytes()
             .await?

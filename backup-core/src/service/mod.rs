@@ -27,6 +27,7 @@ mod admin;
 mod backup;
 mod progress;
 mod restore;
+mod retention;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -52,6 +53,10 @@ pub use progress::{
     no_operation_progress,
 };
 pub use restore::{RestoreRequest, VerifyRequest};
+pub use retention::{
+    DestinationUsage, ForgetOnDestination, ForgetReport, ForgetRequest, Orphan, OrphanPruneReport,
+    PruneProblem, PruneRequest, PruneRun,
+};
 
 /// How long a lease lives without renewal (a holder renews it every third of this).
 pub const DEFAULT_LEASE_TTL: Duration = Duration::from_secs(120);
@@ -269,10 +274,21 @@ impl Server {
         account: &Account,
         owner_key: Option<&OwnerKey>,
     ) -> Result<(OpenedKeys, Vec<u8>)> {
+        self.keys_of(account, account.id, owner_key).await
+    }
+
+    /// The keys of `identity`: the account's own, or an earlier identity of it whose
+    /// snapshots were reassigned to it.
+    async fn keys_of(
+        &self,
+        account: &Account,
+        identity: AccountId,
+        owner_key: Option<&OwnerKey>,
+    ) -> Result<(OpenedKeys, Vec<u8>)> {
         let envelope = self
             .inner
             .catalog
-            .get_key_envelope(account.id)
+            .get_key_envelope(identity)
             .await?
             .ok_or_else(|| {
                 Error::not_found(format!(
@@ -283,27 +299,30 @@ impl Server {
         let keys = self
             .inner
             .vault
-            .open(account.id, &envelope, owner_key)
+            .open(identity, &envelope, owner_key)
             .await?;
         Ok((keys, envelope))
     }
 
     /// A reading handle on the account's part of `destination`: nothing is written.
+    /// A read-only handle on the objects of `identity` (the account's id, or the earlier
+    /// identity a reassigned snapshot keeps: [`crate::model::Snapshot::storage_account`]).
     async fn reader(
         &self,
         account: &Account,
+        identity: AccountId,
         destination: &Destination,
         owner_key: Option<&OwnerKey>,
         need_content: bool,
     ) -> Result<AccountRepo> {
-        let (keys, _) = self.keys(account, owner_key).await?;
+        let (keys, _) = self.keys_of(account, identity, owner_key).await?;
         if need_content && keys.opener.is_none() {
             return Err(Error::KeyRequired {
                 account: account.username.to_string(),
             });
         }
         let repo = self.repo_for_reading(destination).await?;
-        Ok(repo.account(account.id, keys.sealer, keys.opener))
+        Ok(repo.account(identity, keys.sealer, keys.opener))
     }
 
     /// Takes the account's lease on `repo` for `operation` and keeps it renewed.

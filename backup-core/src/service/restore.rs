@@ -9,7 +9,7 @@ use super::progress::{OperationKind, OperationProgress, Phase, Reporter, no_oper
 use crate::engine::{self, ProgressSink, RestoreReport, VerifyOptions, VerifyReport};
 use crate::error::{Error, Result};
 use crate::model::{
-    Account, CheckedPlan, Destination, DestinationId, ItemKind, ItemSelection, OwnerKey,
+    Account, AccountId, CheckedPlan, Destination, DestinationId, ItemKind, ItemSelection, OwnerKey,
     PathSelection, RestoreOptions, RestorePlan, Snapshot,
 };
 use crate::ports::{EventKind, RestoreTarget};
@@ -75,6 +75,9 @@ pub struct VerifyRequest {
     /// Stops between destinations.
     pub cancel: CancellationToken,
 }
+
+/// The items of a restore held by one destination and one identity.
+type Part<'a> = ((DestinationId, AccountId), Vec<&'a (ItemKind, Snapshot)>);
 
 impl Server {
     /// Checks a restore plan against the catalog: the account exists, the rules of its
@@ -175,7 +178,9 @@ impl Server {
             return Err(Error::invalid("restore", "no item selected"));
         }
         let tree_paths = PathSelection::new(request.paths.iter().cloned(), Vec::<String>::new())?;
-        let mut by_destination: Vec<(DestinationId, Vec<&(ItemKind, Snapshot)>)> = Vec::new();
+        // Grouped by destination and by the identity holding the objects (a reassigned
+        // snapshot keeps its first identity's prefix and keys).
+        let mut by_destination: Vec<Part<'_>> = Vec::new();
         for item in &request.items {
             if item.1.account != account.id {
                 return Err(Error::refused(format!(
@@ -183,12 +188,10 @@ impl Server {
                     item.1.id
                 )));
             }
-            match by_destination
-                .iter_mut()
-                .find(|(d, _)| *d == item.1.destination)
-            {
+            let key = (item.1.destination, item.1.storage_account());
+            match by_destination.iter_mut().find(|(d, _)| *d == key) {
                 Some((_, v)) => v.push(item),
-                None => by_destination.push((item.1.destination, vec![item])),
+                None => by_destination.push((key, vec![item])),
             }
         }
         let (cancel, watcher) = self.joined(&request.cancel);
@@ -211,21 +214,27 @@ impl Server {
         &self,
         account: &Account,
         request: &RestoreRequest<'_>,
-        by_destination: Vec<(DestinationId, Vec<&(ItemKind, Snapshot)>)>,
+        by_destination: Vec<Part<'_>>,
         tree_paths: &PathSelection,
         cancel: &CancellationToken,
         sink: &ProgressSink,
     ) -> Result<RestoreReport> {
         let mut report = RestoreReport::default();
-        for (destination_id, items) in by_destination {
+        for ((destination_id, identity), items) in by_destination {
             if cancel.is_cancelled() {
                 return Err(Error::Cancelled);
             }
             let destination = self.destination_by_id(destination_id).await?;
             let handle = self
-                .reader(account, &destination, request.owner_key.as_ref(), true)
+                .reader(
+                    account,
+                    identity,
+                    &destination,
+                    request.owner_key.as_ref(),
+                    true,
+                )
                 .await?;
-            let mut plan = RestorePlan::new(account.id).with_options(request.options);
+            let mut plan = RestorePlan::new(identity).with_options(request.options);
             plan.cancel = Some(cancel.clone());
             let mut snapshots: Vec<Snapshot> = Vec::new();
             for (kind, snap) in items {
@@ -266,23 +275,30 @@ impl Server {
         let snapshots = self.snapshots(account).await?;
         let mut destinations = Vec::new();
         for s in &snapshots {
-            if !destinations.contains(&s.destination) {
-                destinations.push(s.destination);
+            let key = (s.destination, s.storage_account());
+            if !destinations.contains(&key) {
+                destinations.push(key);
             }
         }
         let mut out = Vec::new();
-        for id in destinations {
+        for (id, identity) in destinations {
             self.check_shutdown()?;
             if request.cancel.is_cancelled() {
                 return Err(Error::Cancelled);
             }
             let destination = self.destination_by_id(id).await?;
             let handle = self
-                .reader(account, &destination, request.owner_key.as_ref(), false)
+                .reader(
+                    account,
+                    identity,
+                    &destination,
+                    request.owner_key.as_ref(),
+                    false,
+                )
                 .await?;
             let ids: Vec<_> = snapshots
                 .iter()
-                .filter(|s| s.destination == id)
+                .filter(|s| s.destination == id && s.storage_account() == identity)
                 .map(|s| s.id)
                 .collect();
             let report = engine::verify(

@@ -3,6 +3,7 @@
 
 mod deferred;
 mod private;
+mod sweep;
 #[cfg(test)]
 mod tests;
 mod upload;
@@ -29,6 +30,7 @@ use object_store::{
 use crate::error::Error;
 use deferred::{Staged, publish, sync_files, write_staged};
 pub(crate) use private::create_root;
+pub use sweep::sweep_staging;
 use upload::LocalUpload;
 
 /// The name this store gives itself in errors.
