@@ -570,22 +570,26 @@ impl PackWriter {
             seal_header: self.session.header().to_vec(),
             entries: self.entries,
         };
-        let mut buf = self.buf;
-        let encoded = trailer.encode()?;
-        let mac = keys.mac(MacDomain::Trailer, &encoded);
-        buf.extend_from_slice(&encoded);
-        buf.extend_from_slice(&len_u32(encoded.len(), "trailer")?.to_le_bytes());
-        buf.extend_from_slice(&mac);
-        buf.extend_from_slice(TRAILER_MAGIC);
-        let mut h = keys.mac_hasher(MacDomain::Pack);
-        h.update(&buf);
-        let id = ChunkId(*h.finalize().as_bytes());
-        Ok(FinishedPack {
-            id,
-            bytes: buf,
-            trailer,
-        })
+        finish_pack(keys, self.buf, trailer)
     }
+}
+
+/// Appends `trailer` and the footer to a pack's header and blobs, and computes its id.
+fn finish_pack(keys: &ServerKeys, mut buf: Vec<u8>, trailer: PackTrailer) -> Result<FinishedPack> {
+    let encoded = trailer.encode()?;
+    let mac = keys.mac(MacDomain::Trailer, &encoded);
+    buf.extend_from_slice(&encoded);
+    buf.extend_from_slice(&len_u32(encoded.len(), "trailer")?.to_le_bytes());
+    buf.extend_from_slice(&mac);
+    buf.extend_from_slice(TRAILER_MAGIC);
+    let mut h = keys.mac_hasher(MacDomain::Pack);
+    h.update(&buf);
+    let id = ChunkId(*h.finalize().as_bytes());
+    Ok(FinishedPack {
+        id,
+        bytes: buf,
+        trailer,
+    })
 }
 
 /// A compacted pack and, for each entry of the old pack, its index in the new one (`None`
@@ -690,23 +694,7 @@ fn copy_entries(
         seal_header: trailer.seal_header.clone(),
         entries,
     };
-    let encoded = trailer.encode()?;
-    let mac = keys.mac(MacDomain::Trailer, &encoded);
-    buf.extend_from_slice(&encoded);
-    buf.extend_from_slice(&len_u32(encoded.len(), "trailer")?.to_le_bytes());
-    buf.extend_from_slice(&mac);
-    buf.extend_from_slice(TRAILER_MAGIC);
-    let mut h = keys.mac_hasher(MacDomain::Pack);
-    h.update(&buf);
-    let id = ChunkId(*h.finalize().as_bytes());
-    Ok((
-        FinishedPack {
-            id,
-            bytes: buf,
-            trailer,
-        },
-        index,
-    ))
+    Ok((finish_pack(keys, buf, trailer)?, index))
 }
 
 /// Appends the zstd frame of `plaintext` (by `compressor`) to `out` when it saves at least
