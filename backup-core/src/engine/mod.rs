@@ -15,6 +15,7 @@ mod packer;
 mod progress;
 mod prune;
 mod reader;
+mod repack;
 mod report;
 mod restore;
 mod restore_file;
@@ -31,8 +32,8 @@ pub use progress::{
     NoProgress, Progress, ProgressCounters, ProgressEvent, ProgressSink, no_progress,
 };
 pub use prune::{
-    CLOCK_MARGIN, DEFAULT_GRACE, DEFAULT_REPACK_BELOW, PruneOptions, PruneReport, SnapshotUsage,
-    StorageUsage, prune, storage_usage,
+    CLOCK_MARGIN, DEFAULT_GRACE, DEFAULT_MAX_UNUSED, DEFAULT_REPACK_BELOW, PruneOptions,
+    PruneReport, SnapshotUsage, StorageUsage, prune, storage_usage,
 };
 pub use report::{BackupReport, ENTRIES_LISTED, EntryReport, EntryReports};
 pub use restore::{RestoreReport, dry_run, restore};

@@ -28,12 +28,12 @@ use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 
 use super::backup::CommitGuard;
+use super::repack::Moves;
 use crate::error::{Error, Result};
 use crate::model::{AccountId, ChunkId, PackId, SnapshotId};
 use crate::repo::{
-    AccountRepo, BlobLocator, CollectionState, CompactRefusal, Compression, Condemned, IndexedPack,
-    PackReference, PackTrailer, References, compact_pack, normalize_references,
-    rewrite_pack_references,
+    AccountRepo, BlobLocator, CollectionState, Compression, Condemned, IndexedPack, PackReference,
+    PackTrailer, References, normalize_references, rewrite_pack_references,
 };
 
 /// How far ahead of its clock a backup treats condemned packs as due: the clocks of the
@@ -47,6 +47,10 @@ pub const DEFAULT_GRACE: Duration = Duration::days(1);
 /// Packs listed per index object when a collection writes them anew.
 const PACKS_PER_INDEX: usize = 1000;
 
+/// The default share of pack bytes that may stay dead in referenced packs (restic's
+/// default `--max-unused` is 5 %).
+pub const DEFAULT_MAX_UNUSED: f64 = 0.1;
+
 /// The default repack threshold: packs less than half live are rewritten.
 pub const DEFAULT_REPACK_BELOW: f64 = 0.5;
 
@@ -57,6 +61,9 @@ pub struct PruneOptions {
     pub grace: Duration,
     /// Packs whose live share of bytes is below this (0 to 1) are repacked; 0 repacks none.
     pub repack_below: f64,
+    /// Beyond those, packs are repacked (most dead first) until the bytes left dead in
+    /// referenced packs are at most this share (0 to 1) of all pack bytes; 1 repacks no more.
+    pub max_unused: f64,
     /// Reports what would be done, writing and deleting nothing.
     pub dry_run: bool,
     /// The time the run takes as now (the service's clock).
@@ -73,6 +80,7 @@ impl Default for PruneOptions {
         Self {
             grace: DEFAULT_GRACE,
             repack_below: DEFAULT_REPACK_BELOW,
+            max_unused: DEFAULT_MAX_UNUSED,
             dry_run: false,
             now: Utc::now(),
             cancel: None,
@@ -227,7 +235,7 @@ fn cancelled(opts: &PruneOptions) -> Result<()> {
 }
 
 /// Before a step that writes or deletes: not cancelled, and the lease still held.
-async fn may_write(opts: &PruneOptions) -> Result<()> {
+pub(crate) async fn may_write(opts: &PruneOptions) -> Result<()> {
     cancelled(opts)?;
     match &opts.guard {
         Some(g) => g.check().await,
@@ -275,39 +283,49 @@ pub async fn prune(repo: &AccountRepo, opts: &PruneOptions) -> Result<PruneRepor
     state.condemned.retain(|p, _| !live.contains_key(p));
     report.revived_packs = (before - state.condemned.len()) as u64;
 
-    // Repack candidates: referenced packs mostly dead.
-    let mut candidates: Vec<(PackId, u64)> = Vec::new();
-    if opts.repack_below > 0.0 {
-        for (pack, size) in &listed {
-            let (Some(bits), Some(trailer)) = (live.get(pack), locator.pack(pack)) else {
-                continue;
-            };
-            // The share of the blobs' bytes that is live (the trailer, which shrinks with
-            // them, is left out: a pack of tiny tree blobs is not mostly overhead).
+    // Repack candidates: referenced packs mostly dead, then (most dead first) as many as
+    // it takes to leave no more than `max_unused` of the bytes dead in referenced packs.
+    let mut shares: Vec<(PackId, u64, u64, u64)> = Vec::new(); // pack, size, used, all
+    for (pack, size) in &listed {
+        if let (Some(bits), Some(trailer)) = (live.get(pack), locator.pack(pack)) {
+            // Blob bytes only: the trailer shrinks with them, and a pack of tiny tree
+            // blobs is not mostly dead because of its trailer.
             let used = live_bytes(trailer, bits);
             let all = stored_bytes(trailer, |_| true);
-            if (used as f64) < opts.repack_below * (all as f64) {
-                candidates.push((*pack, *size));
+            if used < all {
+                shares.push((*pack, *size, used, all));
             }
         }
     }
-    let mut repacked: HashMap<PackId, (PackId, Vec<Option<usize>>)> = HashMap::new();
-    let mut written: Vec<IndexedPack> = Vec::new();
-    for (pack, size) in candidates {
-        cancelled(opts)?;
-        let Some(trailer) = locator.pack(&pack) else {
+    shares.sort_by(|a, b| (a.2 as f64 / a.3 as f64).total_cmp(&(b.2 as f64 / b.3 as f64)));
+    let mut dead_left: u64 = shares.iter().map(|s| s.3 - s.2).sum();
+    let allowed = (opts.max_unused.clamp(0.0, 1.0) * report.pack_bytes as f64) as u64;
+    let mut candidates: Vec<(PackId, u64)> = Vec::new();
+    for (pack, size, used, all) in &shares {
+        let mostly_dead = (*used as f64) < opts.repack_below * (*all as f64);
+        if !mostly_dead && dead_left <= allowed {
+            break;
+        }
+        dead_left -= all - used;
+        candidates.push((*pack, *size));
+    }
+    let can_open = repo.opener().is_some();
+    let mut work: Vec<(PackId, Vec<bool>)> = Vec::new();
+    for (pack, size) in &candidates {
+        let Some(trailer) = locator.pack(pack) else {
             continue;
         };
-        let bits = &live[&pack];
+        let bits = &live[pack];
         let keep: Vec<bool> = (0..trailer.entries.len()).map(|i| bit(bits, i)).collect();
         if opts.dry_run {
-            if trailer.seal_header.is_empty()
+            let movable = can_open
+                || trailer.seal_header.is_empty()
                 || !trailer
                     .entries
                     .iter()
                     .enumerate()
-                    .any(|(i, e)| keep[i] && e.compression == Compression::ZstdGroup)
-            {
+                    .any(|(i, e)| keep[i] && e.compression == Compression::ZstdGroup);
+            if movable {
                 report.repacked_packs += 1;
                 report.repacked_bytes += size;
                 report.repacked_into_bytes += live_bytes(trailer, bits);
@@ -316,33 +334,22 @@ pub async fn prune(repo: &AccountRepo, opts: &PruneOptions) -> Result<PruneRepor
             }
             continue;
         }
-        may_write(opts).await?;
-        // The whole pack, checked against its id: a damaged pack is left for verify.
-        let (bytes, trailer) = match repo.get_pack(&pack).await {
-            Ok(p) => p,
-            Err(e @ Error::Integrity { .. }) => {
-                tracing::warn!(%pack, error = %e, "pack damaged; not repacked");
-                continue;
-            }
-            Err(e) => return Err(e),
-        };
-        match compact_pack(repo.sealer().server_keys(), &bytes, &trailer, &keep) {
-            Err(CompactRefusal::SealedGroup) => report.repack_skipped += 1,
-            Err(CompactRefusal::NothingKept) => {}
-            Ok(result) => {
-                let (new, map) = result?;
-                if new.id == pack {
-                    continue;
-                }
-                report.repacked_packs += 1;
-                report.repacked_bytes += size;
-                report.repacked_into_bytes += new.bytes.len() as u64;
-                let new_id = new.id;
-                written.push(repo.put_pack(new).await?);
-                repacked.insert(pack, (new_id, map));
-            }
-        }
+        work.push((*pack, keep));
     }
+    cancelled(opts)?;
+    let done = if work.is_empty() {
+        super::repack::Repacked::default()
+    } else {
+        super::repack::repack(repo, &work, opts).await?
+    };
+    report.repack_skipped += done.skipped;
+    for pack in done.moves.keys() {
+        report.repacked_packs += 1;
+        report.repacked_bytes += sizes.get(pack).copied().unwrap_or(0);
+    }
+    report.repacked_into_bytes += done.written.iter().map(|p| p.len).sum::<u64>();
+    let repacked = done.moves;
+    let written = done.written;
     if !written.is_empty() {
         // Readers find the new packs without reading their trailers.
         repo.put_index(&written).await?;
@@ -447,19 +454,21 @@ pub async fn prune(repo: &AccountRepo, opts: &PruneOptions) -> Result<PruneRepor
 }
 
 /// Moves references from repacked packs to the packs written in their place.
-fn move_references(
-    refs: Vec<PackReference>,
-    repacked: &HashMap<PackId, (PackId, Vec<Option<usize>>)>,
-) -> Vec<PackReference> {
+fn move_references(refs: Vec<PackReference>, repacked: &Moves) -> Vec<PackReference> {
     let mut out = Vec::with_capacity(refs.len());
     for r in refs {
         match repacked.get(&r.pack) {
             None => out.push(r),
-            Some((new, map)) => {
-                let moved = r.indices().filter_map(|i| map.get(i).copied().flatten());
-                if let Some(n) = PackReference::new(*new, moved) {
-                    out.push(n);
+            Some(map) => {
+                let mut by_pack: BTreeMap<PackId, Vec<usize>> = BTreeMap::new();
+                for (new, entry) in r.indices().filter_map(|i| map.get(i).copied().flatten()) {
+                    by_pack.entry(new).or_default().push(entry);
                 }
+                out.extend(
+                    by_pack
+                        .into_iter()
+                        .filter_map(|(pack, entries)| PackReference::new(pack, entries)),
+                );
             }
         }
     }

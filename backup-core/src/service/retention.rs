@@ -70,6 +70,9 @@ pub struct PruneRequest {
     pub grace: chrono::Duration,
     /// Packs whose live share is below this (0 to 1) are repacked; 0 repacks none.
     pub repack_below: f64,
+    /// Beyond those, packs are repacked until at most this share (0 to 1) of the pack
+    /// bytes is dead in referenced packs; 1 repacks no more.
+    pub max_unused: f64,
     /// Report what would be done, writing nothing.
     pub dry_run: bool,
     /// Stops the run between steps.
@@ -83,6 +86,7 @@ impl Default for PruneRequest {
             account: None,
             grace: engine::DEFAULT_GRACE,
             repack_below: engine::DEFAULT_REPACK_BELOW,
+            max_unused: engine::DEFAULT_MAX_UNUSED,
             dry_run: false,
             cancel: CancellationToken::new(),
         }
@@ -198,8 +202,8 @@ impl Server {
             .keep_alive())
     }
 
-    /// A handle on `identity`'s objects with its server keys only (no content key): what
-    /// locks, forget and collection need. The catalog's envelope is used, else one on the
+    /// A handle on `identity`'s objects with the keys the server holds (the content key
+    /// only for server-key accounts): what locks, forget and collection need. The catalog's envelope is used, else one on the
     /// destination that the vault opens.
     async fn server_handle(&self, repo: &Repository, identity: AccountId) -> Result<AccountRepo> {
         let mut envelopes = Vec::new();
@@ -214,7 +218,9 @@ impl Server {
         );
         for envelope in &envelopes {
             if let Ok(keys) = self.inner.vault.open(identity, envelope, None).await {
-                return Ok(repo.account(identity, keys.sealer, None));
+                // The content key, where the server holds it (not for owner-key accounts),
+                // lets a repack move every live blob.
+                return Ok(repo.account(identity, keys.sealer, keys.opener));
             }
         }
         Err(Error::not_found(format!(
@@ -435,14 +441,11 @@ impl Server {
                 if destination.read_only && !request.dry_run {
                     continue;
                 }
-                let repo = if request.dry_run {
-                    match self.repo_for_reading(&destination).await {
-                        Ok(r) => r,
-                        Err(Error::NotFound { .. }) => continue,
-                        Err(e) => return Err(e),
-                    }
-                } else {
-                    self.repo(&destination).await?
+                // A destination without a repository has nothing to collect (and gets none).
+                let repo = match self.repo_for_reading(&destination).await {
+                    Ok(r) => r,
+                    Err(Error::NotFound { .. }) => continue,
+                    Err(e) => return Err(e),
                 };
                 if !request.dry_run && identities.is_none() {
                     let age = request
@@ -496,6 +499,7 @@ impl Server {
         let opts = PruneOptions {
             grace: request.grace,
             repack_below: request.repack_below,
+            max_unused: request.max_unused,
             dry_run: request.dry_run,
             now: self.now(),
             cancel: Some(cancel.clone()),
