@@ -19,19 +19,26 @@
 //!   account list [--json]
 //!   account remove USERNAME [--yes]
 //!   account reset-key USERNAME [--key-out FILE] [--yes]
-//!   settings set max-on-demand N | settings show [--json]
-//!   backup USERNAME (--source HOMEDIR | --layout DIR) --destination NAME [--json]
+//!   settings set max-on-demand N | settings set orphan-ttl-days N | settings show [--json]
+//!   backup USERNAME (--source HOMEDIR | --layout DIR) --destination NAME [--kind scheduled|on-demand] [--json]
 //!   snapshots USERNAME [--json]
 //!   restore USERNAME --target DIR (--snapshot ID | --item KIND=SNAPSHOT_ID ...) [--path GLOB]...
 //!       [--key-file FILE] [--dry-run] [--merge] [--ownership ...] [--json]
 //!   verify USERNAME [--read-data [--sample PERCENT]] [--key-file FILE] [--json]
 //!   master-key export | import FILE | rotate
 //!   catalog rebuild --destination NAME [--url URL] [--json]
+//!   snapshot lock USERNAME ID [--ttl DAYS] | snapshot unlock USERNAME ID
+//!   forget USERNAME [--keep-last N] [--keep-hourly N] [--keep-daily N] [--keep-weekly N]
+//!       [--keep-monthly N] [--keep-yearly N] [--keep-within DURATION] [--dry-run] [--json] ...
+//!   prune [--destination NAME] [--account USERNAME] [--grace DURATION] [--dry-run] [--json] ...
+//!   orphans [--json] | orphans reassign USERNAME --from ACCOUNT_ID | orphans prune [--older-than DAYS]
+//!   usage [USERNAME] [--json]
 //! ```
+//! The commands that make storage shrink (the last five) are in `backupctl/retention.rs`.
 //! Errors print one line on stderr. Exit codes: 0 success; 1 failure; 2 invalid input;
-//! 3 a partial backup or an incomplete restore (named in the output); 4 refused by an
-//! account setting or a read-only destination; 5 the account is busy with another
-//! operation (try again later). A closed stdout (`| head`) ends the command quietly.
+//! 3 a partial backup, an incomplete restore or a prune that left an account's objects alone
+//! (named in the output); 4 refused by an account setting or a read-only destination; 5 the
+//! account is busy with another operation (try again later). A closed stdout (`| head`) ends the command quietly.
 
 use std::fmt;
 use std::io::{Read, Write};
@@ -42,7 +49,7 @@ use std::sync::Arc;
 use backup_core::engine::RestoreReport;
 use backup_core::model::{
     AccountStatus, BackupLocations, DestinationClass, EncryptionMode, ItemKind, Limit,
-    NotificationLevel, OwnerKey, Ownership, RestoreOptions, Snapshot, StorageQuota,
+    NotificationLevel, OwnerKey, Ownership, RestoreOptions, Snapshot, SnapshotKind, StorageQuota,
 };
 use backup_core::service::{
     BackupJob, NewAccount, OperationEvent, OperationProgress, RestoreRequest, VerifyRequest,
@@ -140,6 +147,19 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Lock a snapshot out of retention, or unlock it.
+    #[command(subcommand)]
+    Snapshot(retention::SnapshotCmd),
+    /// Forget an account's snapshots that a retention policy does not keep (the newest and
+    /// locked ones are always kept); `prune` then frees their space.
+    Forget(retention::ForgetArgs),
+    /// Collect garbage: delete packs no snapshot references (after a grace) and rewrite
+    /// packs mostly unreferenced.
+    Prune(retention::PruneArgs),
+    /// Snapshots of removed accounts: list, reassign to a new account, or prune.
+    Orphans(retention::OrphansArgs),
+    /// Storage after dedup: every account, or one with each snapshot's share.
+    Usage(retention::UsageArgs),
 }
 
 #[derive(Subcommand, Debug)]
@@ -162,8 +182,9 @@ enum DestinationCmd {
     Set {
         /// Destination name.
         name: String,
-        /// on: backups to it are refused; off: writable.
-        #[arg(long, value_parser = on_off)]
+        /// on: backups to it are refused; off: writable. (It takes a value: a plain bool
+        /// field would make `--read-only` a flag and `off` an unexpected argument.)
+        #[arg(long, value_parser = on_off, action = clap::ArgAction::Set, required = true)]
         read_only: bool,
     },
     /// List destinations.
@@ -207,9 +228,10 @@ enum CatalogCmd {
 #[derive(Subcommand, Debug)]
 enum SettingsCmd {
     /// Set a server-wide setting: max-on-demand default|unlimited|disabled|N (also the
-    /// panel's 0 = unlimited, -1 = disabled).
+    /// panel's 0 = unlimited, -1 = disabled), or orphan-ttl-days N (days the backups of a
+    /// removed account are kept; 0 = until removed by hand).
     Set {
-        /// The setting (max-on-demand).
+        /// The setting (max-on-demand, orphan-ttl-days).
         name: String,
         /// Its value.
         #[arg(allow_hyphen_values = true)]
@@ -335,9 +357,29 @@ struct BackupArgs {
     /// Destination name.
     #[arg(long)]
     destination: String,
+    /// on-demand (counted against the max-on-demand cap; the default) or scheduled (what
+    /// `forget --keep-*` rotates: for backups run from cron).
+    #[arg(long, value_enum, default_value = "on-demand")]
+    kind: BackupKind,
     /// Print the snapshot as JSON.
     #[arg(long)]
     json: bool,
+}
+
+/// The snapshot kinds `backup` takes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum BackupKind {
+    OnDemand,
+    Scheduled,
+}
+
+impl From<BackupKind> for SnapshotKind {
+    fn from(kind: BackupKind) -> Self {
+        match kind {
+            BackupKind::OnDemand => SnapshotKind::OnDemand,
+            BackupKind::Scheduled => SnapshotKind::Scheduled,
+        }
+    }
 }
 
 #[derive(Args, Debug)]
@@ -443,6 +485,10 @@ fn out(args: fmt::Arguments<'_>) -> Result<()> {
 macro_rules! outln {
     ($($arg:tt)*) => { out(format_args!($($arg)*))? };
 }
+
+// After `outln!`, which it uses.
+#[path = "backupctl/retention.rs"]
+mod retention;
 
 fn print_json(value: &impl serde::Serialize) -> Result<()> {
     let text = serde_json::to_string_pretty(value).map_err(|e| Error::Internal {
@@ -901,10 +947,18 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             let mut settings = server.settings().await?;
             match name.as_str() {
                 "max-on-demand" => settings.max_on_demand_snapshots = parse_limit(&value)?,
+                "orphan-ttl-days" => {
+                    settings.orphan_ttl_days = value.parse().map_err(|_| {
+                        Error::invalid(
+                            "orphan-ttl-days",
+                            format!("{value:?}: expected a number of days (0 keeps orphans)"),
+                        )
+                    })?;
+                }
                 other => {
                     return Err(Error::invalid(
                         "setting",
-                        format!("{other:?}: known settings: max-on-demand"),
+                        format!("{other:?}: known settings: max-on-demand, orphan-ttl-days"),
                     ));
                 }
             }
@@ -920,6 +974,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                     "max-on-demand\t{}",
                     limit_name(settings.max_on_demand_snapshots)
                 );
+                outln!("orphan-ttl-days\t{}", settings.orphan_ttl_days);
             }
         }
         Command::MasterKey(MasterKeyCmd::Export) => {
@@ -997,7 +1052,11 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             }
             let (sink, bar) = progress(cli.progress, "backup", args.json);
             let result = server
-                .backup(BackupJob::new(&account, &source, &args.destination).with_progress(sink))
+                .backup(
+                    BackupJob::new(&account, &source, &args.destination)
+                        .with_kind(args.kind.into())
+                        .with_progress(sink),
+                )
                 .await;
             if let Some(bar) = bar {
                 bar.finish();
@@ -1056,7 +1115,12 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                         s.created.format("%Y-%m-%d %H:%M:%S"),
                         s.kind,
                         human_bytes(s.totals().bytes),
-                        if s.locked { "\tlocked" } else { "" },
+                        match (s.is_locked_at(chrono::Utc::now()), s.lock_until) {
+                            (false, _) => String::new(),
+                            (true, None) => "\tlocked".to_owned(),
+                            (true, Some(until)) =>
+                                format!("\tlocked until {}", until.format("%Y-%m-%d %H:%M")),
+                        },
                         items.join(",")
                     );
                 }
@@ -1150,6 +1214,11 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                 return Ok(ExitCode::FAILURE);
             }
         }
+        Command::Snapshot(command) => return retention::snapshot(server, command).await,
+        Command::Forget(args) => return retention::forget(server, args).await,
+        Command::Prune(args) => return retention::prune(server, args).await,
+        Command::Orphans(args) => return retention::orphans(server, args).await,
+        Command::Usage(args) => return retention::usage(server, args).await,
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -249,7 +249,9 @@ impl RestorePlan {
                 .iter()
                 .find(|s| s.id == sel.snapshot)
                 .ok_or_else(|| Error::not_found(format!("snapshot {}", sel.snapshot)))?;
-            if snap.account != self.account {
+            // A reassigned snapshot belongs to its account and is read as its first
+            // identity, whose prefix and keys hold it.
+            if snap.account != self.account && snap.storage_account() != self.account {
                 return Err(Error::refused(format!(
                     "snapshot {} belongs to another account",
                     snap.id

@@ -488,3 +488,90 @@ pub(crate) async fn state_backed_up_twice(
     }
     (state, account)
 }
+
+/// An `s3://` URL of a fresh prefix of the test bucket (moto, started by `scripts/test.sh`).
+pub(crate) fn s3_url(what: &str) -> String {
+    format!(
+        "s3://{}/{what}-{}?endpoint={}&allow_http=true",
+        server_env("BACKUP_TEST_S3_BUCKET"),
+        unique(),
+        server_env("BACKUP_TEST_S3_ENDPOINT")
+    )
+}
+
+/// An `sftp://` URL of a fresh directory on the test sshd (started by `scripts/test.sh`).
+pub(crate) fn sftp_url(what: &str) -> String {
+    let url = server_env("BACKUP_TEST_SFTP_URL");
+    let (base, query) = url.split_once('?').unwrap_or((&url, ""));
+    format!("{base}/{what}-{}?{query}", unique())
+}
+
+/// The `backupctl` binary over one state directory (its default SQLite catalog).
+#[derive(Debug)]
+pub(crate) struct Ctl {
+    /// The binary.
+    pub(crate) bin: PathBuf,
+    /// `--home`.
+    pub(crate) home: PathBuf,
+}
+
+impl Ctl {
+    /// `backupctl --home HOME` (not initialised).
+    pub(crate) fn new(home: &Path) -> Self {
+        Self {
+            bin: backupctl_path(),
+            home: home.to_path_buf(),
+        }
+    }
+
+    /// Runs `backupctl --home HOME --progress none ARGS`.
+    pub(crate) fn run(&self, args: &[&str]) -> std::process::Output {
+        std::process::Command::new(&self.bin)
+            .env_remove("BACKUPCTL_CATALOG")
+            .arg("--home")
+            .arg(&self.home)
+            .args(["--progress", "none"])
+            .args(args)
+            .output()
+            .expect("backupctl runs")
+    }
+
+    /// Runs a command that must succeed; its stdout.
+    pub(crate) fn ok(&self, args: &[&str]) -> String {
+        let out = self.run(args);
+        assert!(
+            out.status.success(),
+            "backupctl {args:?} failed ({:?}): {}{}",
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).expect("UTF-8 output")
+    }
+
+    /// Runs a command that must succeed and print JSON.
+    pub(crate) fn json(&self, args: &[&str]) -> serde_json::Value {
+        let out = self.ok(args);
+        serde_json::from_str(&out).unwrap_or_else(|e| panic!("backupctl {args:?}: {e}: {out}"))
+    }
+
+    /// Runs a command that must fail with exit code `code` and a one-line error; the
+    /// error.
+    pub(crate) fn fails_with(&self, code: i32, args: &[&str]) -> String {
+        let out = self.run(args);
+        let stderr = String::from_utf8(out.stderr).expect("UTF-8 errors");
+        assert_eq!(
+            out.status.code(),
+            Some(code),
+            "backupctl {args:?}: {stderr}{}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+        assert_eq!(
+            stderr.trim_end().lines().count(),
+            1,
+            "errors are one line: {stderr:?}"
+        );
+        assert!(!stderr.contains("panicked"), "{stderr}");
+        stderr
+    }
+}
