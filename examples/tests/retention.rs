@@ -488,6 +488,28 @@ fn a_reassigned_orphan_restores_with_its_original_owner_key() {
     }
 }
 
+/// A key reset of the account shreds the earlier identity whose snapshots it took too:
+/// its key envelopes and objects go, and no snapshot of it is left.
+#[test]
+fn a_key_reset_shreds_a_reassigned_identity() {
+    let dir = tempfile::tempdir().unwrap();
+    let dir = dir.path();
+    let (ctl, _, _, old_id) = olga_orphaned_and_reassigned(dir);
+    let old_prefix = dir.join("dest/accounts").join(&old_id);
+    assert!(old_prefix.join("keys").exists());
+    let out = dir.join("olga-reset.key").display().to_string();
+    ctl.ok(&["account", "reset-key", "olga", "--key-out", &out, "--yes"]);
+    assert!(snapshot_ids(&ctl, "olga").is_empty());
+    let left = files_below(&old_prefix);
+    assert!(left.is_empty(), "{left:?}");
+    assert!(
+        ctl.json(&["orphans", "--json"])
+            .as_array()
+            .unwrap()
+            .is_empty()
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn orphans_are_listed_reassigned_and_pruned() {
     let dir = tempfile::tempdir().unwrap();

@@ -51,7 +51,8 @@ impl Server {
     /// every copy of the old envelope is removed (catalog, then destinations: crypto-shred),
     /// the vault forgets the account, every snapshot, pack and index of the account is
     /// deleted on every destination and in the catalog, the stat caches are cleared, and
-    /// new keys are made. For an owner-held key the new private key is returned (once). An
+    /// new keys are made. Earlier identities whose snapshots were reassigned to the account
+    /// ([`Server::reassign_orphans`]) are shredded and deleted the same way. For an owner-held key the new private key is returned (once). An
     /// interrupted reset is finished by calling it again; until then the account has no
     /// usable key. A read-only destination holding the account's envelope makes the reset
     /// refuse before anything is changed.
@@ -82,14 +83,24 @@ impl Server {
             writable.push(repo);
         }
         self.check_shutdown()?;
+        // Earlier identities whose snapshots were reassigned to the account go with it.
+        let mut identities: Vec<AccountId> = Vec::new();
+        for s in self.inner.catalog.list_snapshots(account.id).await? {
+            if s.storage_account() != account.id && !identities.contains(&s.storage_account()) {
+                identities.push(s.storage_account());
+            }
+        }
         let mut leases: Vec<LeaseGuard> = Vec::new();
         let result = async {
             for repo in &writable {
                 leases.push(self.lease(repo, account.id, "key reset").await?);
                 // No collector rewrites a snapshot of the account while its data goes.
-                leases.push(self.collection_lease(repo, account.id, "key reset").await?);
+                for id in std::iter::once(account.id).chain(identities.iter().copied()) {
+                    leases.push(self.collection_lease(repo, id, "key reset").await?);
+                }
             }
-            self.reset_under_leases(account, &writable).await
+            self.reset_under_leases(account, &identities, &writable)
+                .await
         }
         .await;
         for lease in leases {
@@ -103,19 +114,22 @@ impl Server {
     async fn reset_under_leases(
         &self,
         account: &Account,
+        identities: &[AccountId],
         repos: &[Repository],
     ) -> Result<Option<OwnerKey>> {
         let catalog = &self.inner.catalog;
-        // 1. Crypto-shred: the catalog's copy (the catalog leaves no readable trace of it).
-        catalog.delete_key_envelope(account.id).await?;
-        // 2. The destinations' copies first, then the data there.
-        for repo in repos {
-            for (key_id, _) in repo.key_envelopes(account.id).await? {
-                repo.delete_key_envelope(account.id, &key_id).await?;
+        for id in std::iter::once(account.id).chain(identities.iter().copied()) {
+            // 1. Crypto-shred: the catalog's copy (the catalog leaves no readable trace).
+            catalog.delete_key_envelope(id).await?;
+            // 2. The destinations' copies first, then the data there.
+            for repo in repos {
+                for (key_id, _) in repo.key_envelopes(id).await? {
+                    repo.delete_key_envelope(id, &key_id).await?;
+                }
+                repo.delete_account_data(id).await?;
             }
-            repo.delete_account_data(account.id).await?;
+            self.inner.vault.shred(id).await?;
         }
-        self.inner.vault.shred(account.id).await?;
         // 3. The catalog's snapshot rows and the stat caches.
         for snapshot in catalog.list_snapshots(account.id).await? {
             catalog.delete_snapshot(snapshot.id).await?;
