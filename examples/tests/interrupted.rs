@@ -55,15 +55,22 @@ fn injected(opened: &Mutex<Vec<Arc<Faulty>>>) -> u64 {
     opened.lock().unwrap().iter().map(|s| s.injected()).sum()
 }
 
-/// The leases left in the file destination at `dest` (each names its account).
+/// The leases left in the file destination at `dest`, operation and collection leases
+/// (each names its account).
 fn leases_left(dest: &Path) -> Vec<String> {
-    std::fs::read_dir(dest.join("leases"))
-        .map(|rd| {
-            rd.flatten()
-                .map(|e| e.file_name().to_string_lossy().into_owned())
-                .collect()
+    [dest.join("leases"), dest.join("leases/collect")]
+        .iter()
+        .flat_map(|dir| {
+            std::fs::read_dir(dir)
+                .map(|rd| {
+                    rd.flatten()
+                        .filter(|e| e.path().is_file())
+                        .map(|e| e.file_name().to_string_lossy().into_owned())
+                        .collect()
+                })
+                .unwrap_or_else(|_| Vec::new())
         })
-        .unwrap_or_default()
+        .collect()
 }
 
 /// Releasing a lease is the one step whose failure an operation does not report (the lease
