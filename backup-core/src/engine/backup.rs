@@ -178,6 +178,10 @@ pub async fn backup(
     kinds.dedup();
 
     let sealer = repo.sealer().clone();
+    // The collector's state is read before the packs are listed: a pack it deletes from
+    // now on was due in the state read here (so it is excluded below), and a state written
+    // after a deletion is read only by a backup whose listing no longer shows the pack.
+    let collection = repo.load_collection_state().await;
     // The stat cache and the account's blob locations load side by side.
     let (cached, locator) = tokio::join!(
         async {
@@ -194,9 +198,10 @@ pub async fn backup(
     };
     let mut locator = locator?;
     // Packs a collector condemned and may delete by now (with a margin for clocks) are not
-    // reused: their blobs are stored again. The account's lease, held since before this
-    // read, keeps every other pack listed above from being deleted until the backup ends.
-    match repo.load_collection_state().await {
+    // reused: their blobs are stored again. The account's lease, held since before the
+    // state was read, keeps every other pack listed above from being deleted until the
+    // backup ends.
+    match collection {
         Ok(state) => locator.exclude(state.due_at(created + super::prune::CLOCK_MARGIN).copied()),
         // A collector that cannot read the state starts afresh and deletes nothing that
         // was not condemned again, while this backup holds the lease: safe to go on.

@@ -426,19 +426,27 @@ impl AccountRepo {
         let metas: Vec<_> = self.store().list(Some(&prefix)).try_collect().await?;
         let packs = self.list_packs().await?;
         let present: std::collections::HashSet<PackId> = packs.iter().map(|(id, _)| *id).collect();
-        let fetched: Vec<Result<(ChunkId, Bytes)>> = futures::stream::iter(metas)
+        // An index or pack listed may be gone when it is read: a collector replaced the
+        // index, or deleted the pack (then nothing may reuse it anyway).
+        let fetched: Vec<Result<Option<(ChunkId, Bytes)>>> = futures::stream::iter(metas)
             .map(|m| async move {
                 let name = m.location.filename().unwrap_or_default();
                 let id = ChunkId::from_hex(name)
                     .map_err(|_| Error::integrity(m.location.to_string(), "bad index name"))?;
-                let bytes = self.store().get(&m.location).await?.bytes().await?;
-                Ok((id, bytes))
+                let bytes = match self.store().get(&m.location).await {
+                    Ok(r) => r.bytes().await?,
+                    Err(object_store::Error::NotFound { .. }) => return Ok(None),
+                    Err(e) => return Err(e.into()),
+                };
+                Ok(Some((id, bytes)))
             })
             .buffer_unordered(8)
             .collect()
             .await;
         for item in fetched {
-            let (id, bytes) = item?;
+            let Some((id, bytes)) = item? else {
+                continue;
+            };
             for p in decode_index(keys, &id, &bytes)? {
                 // An index may list a pack that was deleted since; only present packs count.
                 if present.contains(&p.id) {
@@ -450,14 +458,23 @@ impl AccountRepo {
             .into_iter()
             .filter(|(id, _)| !locator.has_pack(id))
             .collect();
-        let trailers: Vec<Result<(PackId, PackTrailer)>> = futures::stream::iter(missing)
-            .map(|(id, len)| async move { Ok((id, self.get_trailer(&id, len).await?)) })
+        let trailers: Vec<Result<Option<(PackId, PackTrailer)>>> = futures::stream::iter(missing)
+            .map(|(id, len)| async move {
+                match self.get_trailer(&id, len).await {
+                    Ok(t) => Ok(Some((id, t))),
+                    Err(Error::Storage {
+                        source: object_store::Error::NotFound { .. },
+                    }) => Ok(None),
+                    Err(e) => Err(e),
+                }
+            })
             .buffer_unordered(8)
             .collect()
             .await;
         for t in trailers {
-            let (id, trailer) = t?;
-            locator.add_pack(id, trailer);
+            if let Some((id, trailer)) = t? {
+                locator.add_pack(id, trailer);
+            }
         }
         Ok(locator)
     }
