@@ -203,8 +203,8 @@ impl Server {
     }
 
     /// A handle on `identity`'s objects with the keys the server holds (the content key
-    /// only for server-key accounts): what locks, forget and collection need. The catalog's envelope is used, else one on the
-    /// destination that the vault opens.
+    /// only for server-key accounts): what locks, forget and collection need. The catalog's
+    /// envelope is used, else one on the destination that the vault opens.
     async fn server_handle(&self, repo: &Repository, identity: AccountId) -> Result<AccountRepo> {
         let mut envelopes = Vec::new();
         if let Some(e) = self.inner.catalog.get_key_envelope(identity).await? {
