@@ -2,10 +2,12 @@
 //! behind with the old pack, which the collector then condemns.
 //!
 //! Two ways, by what the collector holds:
-//! - **With the content key** (unencrypted and server-key accounts): every live blob is
-//!   opened (authenticated against its chunk id) and written again, sealed in a new
-//!   session and compressed as a backup does; small data blobs are grouped again. Live
-//!   blobs of several old packs share new packs.
+//! - **With the content key** (unencrypted and server-key accounts): the old pack is
+//!   checked whole against its id, each live blob's seal is opened, and the blob is sealed
+//!   again in a new session, its encoding kept (never decompressed); a group whose members
+//!   are all live moves whole the same way. Only the live members of a partly dead group
+//!   are decompressed (each checked against its chunk id) and grouped again. Live blobs of
+//!   several old packs share new packs.
 //! - **Without it** (owner-key accounts): each old pack's live blobs are copied, sealed
 //!   bytes as they are, into one smaller pack with the old seal header
 //!   ([`compact_pack`]); a live member of a sealed group cannot move (its seal binds its
@@ -18,8 +20,8 @@ use super::prune::{PruneOptions, may_write};
 use crate::error::{Error, Result};
 use crate::model::{ChunkId, PackId};
 use crate::repo::{
-    AccountRepo, BlobCodec, BlobKind, CompactRefusal, GROUP_MEMBER_MAX, GROUP_TARGET, IndexedPack,
-    PackTrailer, PackWriter, compact_pack,
+    AccountRepo, BlobCodec, BlobKind, CompactRefusal, Compression, GROUP_MEMBER_MAX, GROUP_TARGET,
+    IndexedPack, PackTrailer, PackWriter, TrailerEntry, compact_pack, unseal,
 };
 
 /// Where each entry of a repacked pack went: `map[i]` is the new pack and entry of entry
@@ -185,6 +187,42 @@ impl Writers<'_> {
         Ok(())
     }
 
+    /// Writes a blob as it was stored (its encoding kept), sealed in the new pack.
+    async fn encoded(
+        &mut self,
+        pack: PackId,
+        entry: usize,
+        e: TrailerEntry,
+        encoded: Vec<u8>,
+    ) -> Result<()> {
+        self.make_room(e.kind, encoded.len()).await?;
+        let open = self.open.get_mut(&e.kind).ok_or_else(Self::lost)?;
+        open.writer
+            .add(e.id, e.compression, e.raw_len as usize, &encoded)?;
+        open.sources.push((pack, entry, e.id));
+        open.entries += 1;
+        Ok(())
+    }
+
+    /// Writes a wholly live group as it was stored (its zstd frame kept).
+    async fn whole_group(
+        &mut self,
+        pack: PackId,
+        members: Vec<(usize, TrailerEntry)>,
+        frame: Vec<u8>,
+    ) -> Result<()> {
+        let kind = members.first().map_or(BlobKind::Data, |(_, e)| e.kind);
+        self.make_room(kind, frame.len()).await?;
+        let ids: Vec<(ChunkId, u32)> = members.iter().map(|(_, e)| (e.id, e.raw_len)).collect();
+        let open = self.open.get_mut(&kind).ok_or_else(Self::lost)?;
+        open.writer.add_group(&ids, &frame)?;
+        for (entry, e) in members {
+            open.sources.push((pack, entry, e.id));
+            open.entries += 1;
+        }
+        Ok(())
+    }
+
     /// Writes small data blobs as one group (each on its own when grouping saves too
     /// little).
     async fn group(&mut self, members: Vec<Live>) -> Result<()> {
@@ -220,6 +258,75 @@ impl Writers<'_> {
     }
 }
 
+/// A live blob (or group) taken out of an old pack.
+enum Taken {
+    /// A blob outside groups, as stored (compressed or not): entry index, entry, bytes.
+    Encoded(usize, TrailerEntry, Vec<u8>),
+    /// A group whose members are all live: (entry index, entry) of each, and its frame.
+    Group(Vec<(usize, TrailerEntry)>, Vec<u8>),
+    /// A live member of a group that also holds dead ones: entry index, kind, id, plaintext.
+    Plain(usize, BlobKind, ChunkId, Vec<u8>),
+}
+
+/// The live blobs of a pack (checked whole against its id): blobs and wholly live groups
+/// as stored (only their seal is opened), the live members of partly dead groups
+/// decompressed (each checked against its id) to be grouped again.
+fn take_live(
+    codec: &mut BlobCodec,
+    keys: &crate::ports::ServerKeys,
+    session: &dyn crate::ports::OpenSession,
+    bytes: &[u8],
+    trailer: &PackTrailer,
+    keep: &[bool],
+) -> Result<Vec<Taken>> {
+    let entries = &trailer.entries;
+    let kept = |i: usize| keep.get(i).copied().unwrap_or(false);
+    let span = |e: &TrailerEntry| {
+        let start = e.offset as usize;
+        bytes
+            .get(start..start.saturating_add(e.stored_len as usize))
+            .map(<[u8]>::to_vec)
+            .ok_or_else(|| Error::integrity(format!("blob {}", e.id), "lies outside the pack"))
+    };
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < entries.len() {
+        let e = entries[i];
+        if e.compression != Compression::ZstdGroup {
+            if kept(i) {
+                out.push(Taken::Encoded(i, e, unseal(session, &e, span(&e)?)?));
+            }
+            i += 1;
+            continue;
+        }
+        let mut end = i;
+        while end < entries.len()
+            && entries[end].compression == Compression::ZstdGroup
+            && entries[end].offset == e.offset
+        {
+            end += 1;
+        }
+        let live: Vec<usize> = (i..end).filter(|j| kept(*j)).collect();
+        if live.len() == end - i {
+            let members = (i..end).map(|j| (j, entries[j])).collect();
+            out.push(Taken::Group(members, unseal(session, &e, span(&e)?)?));
+        } else if !live.is_empty() {
+            let group = codec.open_group(session, &e, span(&e)?)?;
+            for j in live {
+                let m = &entries[j];
+                out.push(Taken::Plain(
+                    j,
+                    m.kind,
+                    m.id,
+                    BlobCodec::member(keys, m, &group)?,
+                ));
+            }
+        }
+        i = end;
+    }
+    Ok(out)
+}
+
 /// The content-key way: open every live blob and write it again.
 async fn reencode(
     repo: &AccountRepo,
@@ -250,40 +357,49 @@ async fn reencode(
             continue;
         };
         let session = opener.open_session(&trailer.seal_header)?;
-        let mut live: Vec<(usize, BlobKind, ChunkId, Vec<u8>)> = Vec::new();
-        let mut failed = None;
-        let mut i = 0;
-        w.codec
-            .open_all(keys, session.as_ref(), &bytes, &trailer.entries, |e, r| {
-                if keep.get(i).copied().unwrap_or(false) {
-                    match r {
-                        Ok(plain) => live.push((i, e.kind, e.id, plain)),
-                        Err(err) => failed = Some(err),
-                    }
-                }
-                i += 1;
-            });
-        drop(bytes);
-        if let Some(e) = failed {
-            tracing::warn!(%pack, error = %e, "a live blob does not open; pack not repacked");
-            w.out.damaged += 1;
-            continue;
-        }
-        w.out.moves.insert(*pack, vec![None; trailer.entries.len()]);
-        for (entry, kind, id, plain) in live {
-            if !written.insert(id) {
-                aliases.push((*pack, entry, id));
+        let live = match take_live(&mut w.codec, keys, session.as_ref(), &bytes, &trailer, keep) {
+            Ok(live) => live,
+            Err(e) => {
+                tracing::warn!(%pack, error = %e, "a live blob does not open; pack not repacked");
+                w.out.damaged += 1;
                 continue;
             }
-            if kind == BlobKind::Data && plain.len() < GROUP_MEMBER_MAX {
-                group_len += plain.len();
-                group.push((*pack, entry, id, plain));
-                if group_len >= GROUP_TARGET {
-                    w.group(std::mem::take(&mut group)).await?;
-                    group_len = 0;
+        };
+        drop(bytes);
+        w.out.moves.insert(*pack, vec![None; trailer.entries.len()]);
+        for blob in live {
+            match blob {
+                // Stored as it was: sealed again, never decompressed.
+                Taken::Encoded(entry, e, encoded) if !written.contains(&e.id) => {
+                    written.insert(e.id);
+                    w.encoded(*pack, entry, e, encoded).await?;
                 }
-            } else {
-                w.single(kind, (*pack, entry, id, plain)).await?;
+                Taken::Group(entries, frame)
+                    if entries.iter().all(|(_, e)| !written.contains(&e.id)) =>
+                {
+                    written.extend(entries.iter().map(|(_, e)| e.id));
+                    w.whole_group(*pack, entries, frame).await?;
+                }
+                Taken::Encoded(entry, e, _) => aliases.push((*pack, entry, e.id)),
+                Taken::Group(entries, _) => {
+                    aliases.extend(entries.iter().map(|(i, e)| (*pack, *i, e.id)));
+                }
+                Taken::Plain(entry, kind, id, plain) => {
+                    if !written.insert(id) {
+                        aliases.push((*pack, entry, id));
+                        continue;
+                    }
+                    if kind == BlobKind::Data && plain.len() < GROUP_MEMBER_MAX {
+                        group_len += plain.len();
+                        group.push((*pack, entry, id, plain));
+                        if group_len >= GROUP_TARGET {
+                            w.group(std::mem::take(&mut group)).await?;
+                            group_len = 0;
+                        }
+                    } else {
+                        w.single(kind, (*pack, entry, id, plain)).await?;
+                    }
+                }
             }
         }
     }

@@ -44,7 +44,7 @@ pub use lease::{Lease, LeaseGuard};
 pub use pack::{
     BlobCodec, BlobKind, BlobLocator, CompactRefusal, Compacted, Compression, ENTRY_LEN,
     FOOTER_LEN, FinishedPack, GROUP_MAX_LEN, HEADER_LEN, PACK_VERSION, PackTrailer, PackWriter,
-    TrailerEntry, compact_pack, read_pack, read_pack_unhashed, read_trailer, trailer_span,
+    TrailerEntry, compact_pack, read_pack, read_pack_unhashed, read_trailer, trailer_span, unseal,
 };
 pub(crate) use pack::{GROUP_MEMBER_MAX, GROUP_TARGET};
 pub(crate) use snapshot::set_entry_bit;

@@ -943,6 +943,23 @@ impl BlobCodec {
     }
 }
 
+/// Opens one sealed span (a blob, or a whole group) without decoding it: the stored
+/// encoding comes back (a zstd frame for compressed blobs and groups). The AEAD
+/// authenticates it; the chunk ids are not checked (the caller checked the whole pack
+/// against its id).
+pub fn unseal(
+    session: &dyn OpenSession,
+    entry: &TrailerEntry,
+    mut sealed: Vec<u8>,
+) -> Result<Vec<u8>> {
+    if entry.compression == Compression::ZstdGroup {
+        session.open(&group_aad(entry.offset), &mut sealed)?;
+    } else {
+        session.open(&entry.id.0, &mut sealed)?;
+    }
+    Ok(sealed)
+}
+
 /// Where each blob of a set of packs lives. Each blob costs one small map entry (its pack's
 /// and its entry's positions) next to the trailers, which hold every entry once.
 #[derive(Debug, Default, Clone)]
