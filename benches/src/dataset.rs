@@ -224,3 +224,65 @@ fn change_one_percent_of_small_files(root: &Path, scale: f64) -> std::io::Result
     }
     Ok(changed)
 }
+
+/// The directory under which [`change_two_percent`] creates one directory per round; the
+/// hosting dataset has none, so removing it and generating again resets the dataset.
+pub const ROUNDS_DIR: &str = "uploads";
+
+/// How many rounds a round's directory lives: round `r` deletes the directory of round
+/// `r - ROUND_DIRECTORY_LIFETIME`.
+pub const ROUND_DIRECTORY_LIFETIME: u64 = 5;
+
+/// What one round of [`change_two_percent`] did.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RoundStats {
+    /// Files created in the round's new directory.
+    pub added_files: u64,
+    /// Their bytes.
+    pub added_bytes: u64,
+    /// Files deleted with an earlier round's directory.
+    pub deleted_files: u64,
+    /// Pages changed (a line appended).
+    pub changed_files: u64,
+}
+
+/// One round of churn of the hosting dataset under `root` (rounds count from 1), for
+/// retention runs: a new directory `uploads/round{round}` with 1 % of the dataset's files
+/// (text pages of 1-50 KiB, one of them a random file of 4.5 MiB at scale 1: about 1 % of
+/// the dataset's bytes, all new), the directory of round `round - 5` deleted, and a line
+/// appended to 0.5 % of the pages (every 200th, from an offset that moves each round).
+/// Deterministic: the same rounds on the same dataset give the same tree.
+pub fn change_two_percent(root: &Path, scale: f64, round: u64) -> std::io::Result<RoundStats> {
+    let mut stats = RoundStats::default();
+    let mut g = Gen(0x7e7e_0000_0000_0001 ^ round.wrapping_mul(0x9e37_79b9_7f4a_7c15));
+    let files = ((22_000.0 * scale / 100.0).round() as usize).max(1);
+    let dir = format!("{ROUNDS_DIR}/round{round}");
+    let mut s = DatasetStats::default();
+    for i in 0..files - 1 {
+        let n = 1024 + (g.next() % (49 * 1024)) as usize;
+        let data = g.text(n);
+        write(root, &format!("{dir}/page{i}.html"), &data, &mut s)?;
+    }
+    let data = g.random((4.5 * scale * 1048576.0) as usize);
+    write(root, &format!("{dir}/upload.bin"), &data, &mut s)?;
+    stats.added_files = s.files;
+    stats.added_bytes = s.bytes;
+    if let Some(old) = round.checked_sub(ROUND_DIRECTORY_LIFETIME) {
+        let p = root.join(format!("{ROUNDS_DIR}/round{old}"));
+        if p.exists() {
+            stats.deleted_files = std::fs::read_dir(&p)?.count() as u64;
+            std::fs::remove_dir_all(&p)?;
+        }
+    }
+    let small = (20_000.0 * scale) as usize;
+    // 37 is prime to 200: 200 rounds before a page is changed twice.
+    let offset = (round as usize * 37) % 200;
+    for i in (offset..small).step_by(200) {
+        let p = root.join(format!("site{}/dir{}/page{i}.html", i % 20, (i / 20) % 50));
+        let mut data = std::fs::read(&p)?;
+        data.extend_from_slice(format!("\n<!-- round {round} -->\n").as_bytes());
+        std::fs::write(&p, data)?;
+        stats.changed_files += 1;
+    }
+    Ok(stats)
+}

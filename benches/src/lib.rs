@@ -5,3 +5,4 @@
 //! - [`dataset`]: the deterministic dataset it backs up.
 
 pub mod dataset;
+pub mod retention;

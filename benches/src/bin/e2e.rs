@@ -5,6 +5,7 @@
 //! ```text
 //! cargo build --release --example backupctl
 //! cargo run --release -p backup-benches --bin e2e -- [--scale 1.0] [--runs 3] [--dir /tmp/backup-bench] [--tools ours,restic,borg,rustic] [--dataset hosting|small-files] [--keep]
+//! cargo run --release -p backup-benches --bin e2e -- --case retention [--backups 30] [--keep-last 7] [--no-overlap] [--tools ours,restic,borg] ...
 //! ```
 //! Peak RSS comes from GNU time (`apt-get install time`). Every tool runs with encryption on
 //! and its default compression; the page cache is warm for all of them: before each timed
@@ -18,17 +19,37 @@
 //! copy of the data, and deleting one while tools run slows the next tool's restore. For
 //! the same reason no restore starts within 6.5 minutes of the runner removing an earlier
 //! run's files; mass deletions made by hand that close before a run slow its restores too.
+//!
+//! `--case retention` ([`backup_benches::retention`]): `--backups` backups of the hosting
+//! dataset, each after one round of [`dataset::change_two_percent`], then forget keeping the
+//! last `--keep-last` and prune (ours: `forget` then `prune --grace 0s`; restic: `forget
+//! --prune`; borg: `prune` then `compact`), the tools taking turns per run. Ours also backs up
+//! once alone and once while its prune runs, on a copy of the repository taken before
+//! forget. The tools share one dataset, generated again in place before each tool's run, and
+//! each run's repositories go once measured (unless `--keep`), to bound the disk used; with
+//! no restore there is no wait after removals.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
 
-use backup_benches::dataset::Dataset;
+use backup_benches::dataset::{self, Dataset};
+use backup_benches::retention::{self, Overlap, PruneSummary, RetentionRow, RetentionRun, Sample};
 
 #[derive(Debug, Clone, Copy, Default)]
 struct Measure {
     secs: f64,
     rss_kib: u64,
+}
+
+impl From<Measure> for Sample {
+    fn from(m: Measure) -> Self {
+        Sample {
+            secs: m.secs,
+            rss_kib: m.rss_kib,
+        }
+    }
 }
 
 /// One tool's measures over every run.
@@ -74,52 +95,118 @@ fn die(msg: impl std::fmt::Display) -> ! {
 /// Runs `cmd` under GNU time, its input `input` read just before; returns wall seconds and
 /// peak RSS.
 fn timed(cmd: &mut Command, what: &str, input: &Path) -> Measure {
-    let out_file = std::env::temp_dir().join(format!("e2e-time-{}", std::process::id()));
-    let program = cmd.get_program().to_owned();
-    let args: Vec<_> = cmd.get_args().map(|a| a.to_owned()).collect();
-    let mut wrapped = Command::new("/usr/bin/time");
-    wrapped
-        .arg("-f")
-        .arg("%e %M")
-        .arg("-o")
-        .arg(&out_file)
-        .arg(program)
-        .args(args);
-    if let Some(dir) = cmd.get_current_dir() {
-        wrapped.current_dir(dir);
-    }
-    for (k, v) in cmd.get_envs() {
-        match v {
-            Some(v) => wrapped.env(k, v),
-            None => wrapped.env_remove(k),
-        };
-    }
-    // Every tool starts with no dirty pages of the previous step left to write back, and
-    // with its input in the page cache.
+    timed_output(cmd, what, &[input]).0
+}
+
+/// [`timed`] with several inputs, returning the command's standard output too.
+fn timed_output(cmd: &mut Command, what: &str, inputs: &[&Path]) -> (Measure, Vec<u8>) {
+    prepare(inputs);
+    Timed::start(cmd, what).finish()
+}
+
+/// Every tool starts with no dirty pages of the previous step left to write back, and with
+/// its inputs in the page cache.
+fn prepare(inputs: &[&Path]) {
     let _ = Command::new("sync").status();
-    warm(input);
-    let started = Instant::now();
-    let output = wrapped
+    for input in inputs {
+        warm(input);
+    }
+}
+
+/// A command running under GNU time.
+struct Timed {
+    child: Child,
+    out_file: PathBuf,
+    started: Instant,
+    what: String,
+}
+
+impl Timed {
+    fn start(cmd: &Command, what: &str) -> Self {
+        static NEXT: AtomicUsize = AtomicUsize::new(0);
+        let out_file = std::env::temp_dir().join(format!(
+            "e2e-time-{}-{}",
+            std::process::id(),
+            NEXT.fetch_add(1, Ordering::Relaxed)
+        ));
+        let mut wrapped = Command::new("/usr/bin/time");
+        wrapped
+            .arg("-f")
+            .arg("%e %M")
+            .arg("-o")
+            .arg(&out_file)
+            .arg(cmd.get_program())
+            .args(cmd.get_args())
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        if let Some(dir) = cmd.get_current_dir() {
+            wrapped.current_dir(dir);
+        }
+        for (k, v) in cmd.get_envs() {
+            match v {
+                Some(v) => wrapped.env(k, v),
+                None => wrapped.env_remove(k),
+            };
+        }
+        let started = Instant::now();
+        let child = wrapped
+            .spawn()
+            .unwrap_or_else(|e| die(format!("{what}: cannot run (is GNU time installed?): {e}")));
+        Timed {
+            child,
+            out_file,
+            started,
+            what: what.to_owned(),
+        }
+    }
+
+    /// Waits for the command; dies if it failed. Returns its wall time and peak RSS, and its
+    /// standard output.
+    fn finish(self) -> (Measure, Vec<u8>) {
+        let what = self.what;
+        let output = self
+            .child
+            .wait_with_output()
+            .unwrap_or_else(|e| die(format!("{what}: {e}")));
+        let wall = self.started.elapsed().as_secs_f64();
+        if !output.status.success() {
+            die(format!(
+                "{what} failed: {}{}",
+                String::from_utf8_lossy(&output.stdout),
+                String::from_utf8_lossy(&output.stderr)
+            ));
+        }
+        let text = std::fs::read_to_string(&self.out_file).unwrap_or_default();
+        let _ = std::fs::remove_file(&self.out_file);
+        let last = text.lines().last().unwrap_or("");
+        let mut parts = last.split_whitespace();
+        let _reported: f64 = parts.next().and_then(|s| s.parse().ok()).unwrap_or(wall);
+        let rss_kib = parts.next().and_then(|s| s.parse().ok()).unwrap_or(0);
+        (
+            Measure {
+                secs: wall,
+                rss_kib,
+            },
+            output.stdout,
+        )
+    }
+}
+
+/// Runs `cmd` (not timed); dies if it fails; returns its standard output.
+fn run_ok(cmd: &mut Command, what: &str) -> Vec<u8> {
+    let out = cmd
+        .stdin(Stdio::null())
         .output()
-        .unwrap_or_else(|e| die(format!("{what}: cannot run (is GNU time installed?): {e}")));
-    let wall = started.elapsed().as_secs_f64();
-    if !output.status.success() {
+        .unwrap_or_else(|e| die(format!("{what}: {e}")));
+    if !out.status.success() {
         die(format!(
             "{what} failed: {}{}",
-            String::from_utf8_lossy(&output.stdout),
-            String::from_utf8_lossy(&output.stderr)
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
         ));
     }
-    let text = std::fs::read_to_string(&out_file).unwrap_or_default();
-    let _ = std::fs::remove_file(&out_file);
-    let last = text.lines().last().unwrap_or("");
-    let mut parts = last.split_whitespace();
-    let _reported: f64 = parts.next().and_then(|s| s.parse().ok()).unwrap_or(wall);
-    let rss_kib = parts.next().and_then(|s| s.parse().ok()).unwrap_or(0);
-    Measure {
-        secs: wall,
-        rss_kib,
-    }
+    out.stdout
 }
 
 fn dir_size(p: &Path) -> u64 {
@@ -173,6 +260,7 @@ fn fresh(dir: &Path) {
     }
 }
 
+#[derive(Clone)]
 struct Ctx {
     work: PathBuf,
     data: PathBuf,
@@ -190,102 +278,183 @@ struct Ctx {
 /// four times as long (for every tool; ext4's `recently_deleted` was 65 % of its samples).
 const SETTLE: std::time::Duration = std::time::Duration::from_secs(6 * 60 + 30);
 
+/// A tool's repository in one run and, for ours, its state directory.
+struct ToolRepo<'a> {
+    ctx: &'a Ctx,
+    tool: &'a str,
+    repo: PathBuf,
+    /// Ours: the state directory; restic and borg: their cache (removed with the run).
+    state: PathBuf,
+    /// Ours: back up as scheduled snapshots (what `forget --keep-*` rotates) rather than
+    /// on-demand ones.
+    scheduled: bool,
+}
+
+impl<'a> ToolRepo<'a> {
+    fn new(ctx: &'a Ctx, tool: &'a str, run: usize) -> Self {
+        if !["ours", "restic", "rustic", "borg"].contains(&tool) {
+            die(format!("unknown tool {tool}"));
+        }
+        ToolRepo {
+            ctx,
+            tool,
+            repo: ctx.work.join(format!("repo-{tool}-{run}")),
+            state: ctx.work.join(format!("state-{tool}-{run}")),
+            scheduled: false,
+        }
+    }
+
+    fn repo_arg(&self) -> String {
+        self.repo.display().to_string()
+    }
+
+    /// A command of the tool on this repository (borg's `args` name it themselves).
+    fn command(&self, args: &[&str]) -> Command {
+        let mut c;
+        match self.tool {
+            "ours" => {
+                c = Command::new(&self.ctx.backupctl);
+                c.arg("--home").arg(&self.state);
+            }
+            "restic" => {
+                c = Command::new("restic");
+                c.env("RESTIC_PASSWORD", "bench")
+                    .env("RESTIC_CACHE_DIR", &self.state)
+                    .arg("-r")
+                    .arg(&self.repo)
+                    .arg("-q");
+            }
+            "rustic" => {
+                c = Command::new("rustic");
+                c.env("RUSTIC_PASSWORD", "bench").arg("-r").arg(&self.repo);
+            }
+            _ => {
+                c = Command::new("borg");
+                c.env("BORG_PASSPHRASE", "bench")
+                    .env("BORG_RELOCATED_REPO_ACCESS_IS_OK", "yes")
+                    .env("BORG_CACHE_DIR", &self.state);
+            }
+        }
+        c.args(args);
+        c
+    }
+
+    /// Creates the repository (ours: the state directory, the destination and the account).
+    fn set_up(&self) {
+        let r = self.repo_arg();
+        let steps = match self.tool {
+            "ours" => vec![
+                self.command(&["init"]),
+                self.command(&["destination", "add", "bench", &format!("file://{r}")]),
+                self.command(&["account", "add", "bench", "--encryption", "server"]),
+            ],
+            "borg" => vec![self.command(&["init", "-e", "repokey", &r])],
+            _ => vec![self.command(&["init"])],
+        };
+        for mut c in steps {
+            run_ok(&mut c, &format!("{} set-up", self.tool));
+        }
+    }
+
+    /// A backup of the dataset as the `n`th snapshot (borg names its archives `s{n}`).
+    fn backup(&self, n: usize) -> Command {
+        let data = self.ctx.data.display().to_string();
+        match self.tool {
+            "ours" => {
+                let mut c = self.command(&[
+                    "backup",
+                    "bench",
+                    "--source",
+                    &data,
+                    "--destination",
+                    "bench",
+                    "--json",
+                ]);
+                if self.scheduled {
+                    c.args(["--kind", "scheduled"]);
+                }
+                c
+            }
+            "borg" => {
+                let name = self
+                    .ctx
+                    .data
+                    .file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .unwrap_or_default();
+                let mut c = self.command(&["create", &format!("{}::s{n}", self.repo_arg()), &name]);
+                c.current_dir(self.ctx.data.parent().unwrap_or(Path::new("/")));
+                c
+            }
+            _ => self.command(&["backup", &data]),
+        }
+    }
+
+    /// Forget all but the newest `keep` snapshots and delete what only they used, as the
+    /// tool spells it: the named steps.
+    fn forget_and_prune(&self, keep: usize) -> Vec<(&'static str, Command)> {
+        let keep = keep.to_string();
+        let r = self.repo_arg();
+        match self.tool {
+            "ours" => vec![
+                (
+                    "forget",
+                    self.command(&["forget", "bench", "--keep-last", &keep, "--json"]),
+                ),
+                ("prune", self.command(&["prune", "--grace", "0s", "--json"])),
+            ],
+            "borg" => vec![
+                ("prune", self.command(&["prune", "--keep-last", &keep, &r])),
+                ("compact", self.command(&["compact", &r])),
+            ],
+            _ => vec![(
+                "forget --prune",
+                self.command(&["forget", "--keep-last", &keep, "--prune"]),
+            )],
+        }
+    }
+
+    /// The snapshots (borg: archives) in the repository.
+    fn snapshot_count(&self) -> usize {
+        let what = format!("{} snapshot list", self.tool);
+        match self.tool {
+            "borg" => {
+                let out = run_ok(
+                    &mut self.command(&["list", "--short", &self.repo_arg()]),
+                    &what,
+                );
+                String::from_utf8_lossy(&out).lines().count()
+            }
+            _ => {
+                let mut c = match self.tool {
+                    "ours" => self.command(&["snapshots", "bench", "--json"]),
+                    _ => self.command(&["snapshots", "--json"]),
+                };
+                let out = run_ok(&mut c, &what);
+                serde_json::from_slice::<Vec<serde_json::Value>>(&out)
+                    .unwrap_or_else(|e| die(format!("{what}: {e}")))
+                    .len()
+            }
+        }
+    }
+}
+
 /// Run `run` of `tool`: initial, no-op and 1 % backups into a fresh repository, added to
 /// `row`; after the last run, the restore and the repository's size too.
 fn run_tool(ctx: &Ctx, tool: &str, run: usize, last: bool, row: &mut Row) {
-    let repo = ctx.work.join(format!("repo-{tool}-{run}"));
-    let state = ctx.work.join(format!("state-{tool}-{run}"));
+    let t = ToolRepo::new(ctx, tool, run);
     let target = ctx.work.join(format!("restore-{tool}"));
-    let data = ctx.data.display().to_string();
-    let r = repo.display().to_string();
-    let ours = |args: &[&str]| {
-        let mut c = Command::new(&ctx.backupctl);
-        c.arg("--home").arg(&state).args(args);
-        c
-    };
-    let restic = |args: &[&str]| {
-        let mut c = Command::new("restic");
-        c.env("RESTIC_PASSWORD", "bench")
-            .arg("-r")
-            .arg(&r)
-            .arg("-q")
-            .args(args);
-        c
-    };
-    let rustic = |args: &[&str]| {
-        let mut c = Command::new("rustic");
-        c.env("RUSTIC_PASSWORD", "bench")
-            .arg("-r")
-            .arg(&r)
-            .args(args);
-        c
-    };
-    let borg = |args: &[&str]| {
-        let mut c = Command::new("borg");
-        c.env("BORG_PASSPHRASE", "bench")
-            .env("BORG_RELOCATED_REPO_ACCESS_IS_OK", "yes")
-            .args(args);
-        c
-    };
-    let parent = ctx.data.parent().unwrap_or(Path::new("/")).to_path_buf();
-    let name = ctx
-        .data
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-
-    // Set-up (not timed).
-    let setup: Vec<Command> = match tool {
-        "ours" => vec![
-            ours(&["init"]),
-            ours(&["destination", "add", "bench", &format!("file://{r}")]),
-            ours(&["account", "add", "bench", "--encryption", "server"]),
-        ],
-        "restic" => vec![restic(&["init"])],
-        "rustic" => vec![rustic(&["init"])],
-        "borg" => vec![borg(&["init", "-e", "repokey", &r])],
-        _ => die(format!("unknown tool {tool}")),
-    };
-    for mut c in setup {
-        let out = c
-            .output()
-            .unwrap_or_else(|e| die(format!("{tool} set-up: {e}")));
-        if !out.status.success() {
-            die(format!(
-                "{tool} set-up failed: {}",
-                String::from_utf8_lossy(&out.stderr)
-            ));
-        }
-    }
-    let mut n = 0;
-    let mut backup = |label: &str| {
-        n += 1;
-        let mut c = match tool {
-            "ours" => ours(&[
-                "backup",
-                "bench",
-                "--source",
-                &data,
-                "--destination",
-                "bench",
-                "--json",
-            ]),
-            "restic" => restic(&["backup", &data]),
-            "rustic" => rustic(&["backup", &data]),
-            _ => {
-                let mut c = borg(&["create", &format!("{r}::s{n}"), &name]);
-                c.current_dir(&parent);
-                c
-            }
-        };
-        timed(&mut c, &format!("{tool} {label}"), &ctx.data)
-    };
-    let initial = backup("initial backup");
-    let noop = backup("no-op backup");
+    t.set_up();
+    let initial = timed(
+        &mut t.backup(1),
+        &format!("{tool} initial backup"),
+        &ctx.data,
+    );
+    let noop = timed(&mut t.backup(2), &format!("{tool} no-op backup"), &ctx.data);
     ctx.dataset
         .change_one_percent(&ctx.data, ctx.scale)
         .unwrap_or_else(|e| die(e));
-    let one_percent = backup("1% backup");
+    let one_percent = timed(&mut t.backup(3), &format!("{tool} 1% backup"), &ctx.data);
     eprintln!(
         "{tool} run {run}: initial {:.2} s, no-op {:.2} s, 1 % {:.2} s",
         initial.secs, noop.secs, one_percent.secs
@@ -306,32 +475,33 @@ fn run_tool(ctx: &Ctx, tool: &str, run: usize, last: bool, row: &mut Row) {
         std::thread::sleep(wait);
     }
     std::fs::create_dir_all(&target).unwrap_or_else(|e| die(e));
-    let t = target.display().to_string();
+    let tgt = target.display().to_string();
     let mut c = match tool {
         "ours" => {
-            let out = ours(&["snapshots", "bench", "--json"])
-                .output()
-                .unwrap_or_else(|e| die(e));
+            let out = run_ok(
+                &mut t.command(&["snapshots", "bench", "--json"]),
+                "ours snapshots",
+            );
             let snaps: Vec<serde_json::Value> =
-                serde_json::from_slice(&out.stdout).unwrap_or_else(|e| die(e));
+                serde_json::from_slice(&out).unwrap_or_else(|e| die(e));
             let id = snaps
                 .last()
                 .and_then(|s| s["id"].as_str())
                 .unwrap_or_else(|| die("no snapshot"))
                 .to_owned();
-            ours(&["restore", "bench", "--target", &t, "--snapshot", &id])
+            t.command(&["restore", "bench", "--target", &tgt, "--snapshot", &id])
         }
-        "restic" => restic(&["restore", "latest", "--target", &t]),
-        "rustic" => rustic(&["restore", "latest", &t]),
+        "restic" => t.command(&["restore", "latest", "--target", &tgt]),
+        "rustic" => t.command(&["restore", "latest", &tgt]),
         _ => {
-            let mut c = borg(&["extract", &format!("{r}::s3")]);
+            let mut c = t.command(&["extract", &format!("{}::s3", t.repo_arg())]);
             c.current_dir(&target);
             c
         }
     };
-    row.restore = timed(&mut c, &format!("{tool} restore"), &repo);
+    row.restore = timed(&mut c, &format!("{tool} restore"), &t.repo);
     eprintln!("{tool} restore: {:.2} s", row.restore.secs);
-    row.repo_bytes = dir_size(&repo);
+    row.repo_bytes = dir_size(&t.repo);
     if tool == "ours" {
         // Prove the restore: every file equal to the source.
         let restored = target.join("home");
@@ -340,6 +510,188 @@ fn run_tool(ctx: &Ctx, tool: &str, run: usize, last: bool, row: &mut Row) {
             die(format!("our restore differs from the source: {d}"));
         }
     }
+}
+
+/// What the retention case does in each run.
+#[derive(Debug, Clone, Copy)]
+struct RetentionCase {
+    backups: usize,
+    keep_last: usize,
+    /// Leave each run's repositories (else they go once measured, to bound the disk used).
+    keep: bool,
+    /// Ours: measure a backup beside a prune (on a copy of the repository).
+    overlap: bool,
+}
+
+/// Run `run` of `tool` in the retention case, added to `row`: `backups` backups into a
+/// fresh repository, one round of changes before each, then forget and prune, timed; for
+/// ours also [`overlap`].
+fn run_retention(ctx: &Ctx, tool: &str, run: usize, case: RetentionCase, row: &mut RetentionRow) {
+    // The tools share one dataset, generated afresh before each: the rounds' directories
+    // go and every other file is written again in place (no mass deletion).
+    fresh(&ctx.data.join(dataset::ROUNDS_DIR));
+    ctx.dataset
+        .generate(&ctx.data, ctx.scale)
+        .unwrap_or_else(|e| die(e));
+    let t = ToolRepo {
+        scheduled: true,
+        ..ToolRepo::new(ctx, tool, run)
+    };
+    t.set_up();
+    let mut result = RetentionRun::default();
+    for n in 1..=case.backups {
+        dataset::change_two_percent(&ctx.data, ctx.scale, n as u64).unwrap_or_else(|e| die(e));
+        let m = timed(&mut t.backup(n), &format!("{tool} backup {n}"), &ctx.data);
+        if n == 1 {
+            result.initial = m.into();
+        } else {
+            result.backups.push(m.into());
+        }
+    }
+    result.bytes_before = dir_size(&t.repo);
+    // Ours: a copy before anything is forgotten, for the backup beside a prune.
+    let twin = (tool == "ours" && case.overlap).then(|| {
+        let twin = (
+            t.repo.with_file_name(format!("repo-{tool}-{run}-twin")),
+            t.state.with_file_name(format!("state-{tool}-{run}-twin")),
+        );
+        copy_tree(&t.repo, &twin.0);
+        copy_tree(&t.state, &twin.1);
+        twin
+    });
+    let mut outputs = Vec::new();
+    for (name, mut c) in t.forget_and_prune(case.keep_last) {
+        let (m, out) = timed_output(&mut c, &format!("{tool} {name}"), &[&t.repo]);
+        result.steps.push((name.to_owned(), m.into()));
+        outputs.push(out);
+    }
+    result.bytes_after = dir_size(&t.repo);
+    result.snapshots_left = t.snapshot_count();
+    eprintln!(
+        "{tool} run {run}: initial {:.2} s, later backups {:.2}-{:.2} s, {} {:.2} s, repository {:.1} -> {:.1} MB, {} snapshots left",
+        result.initial.secs,
+        result
+            .backups
+            .iter()
+            .map(|s| s.secs)
+            .fold(f64::INFINITY, f64::min),
+        result.backups.iter().map(|s| s.secs).fold(0.0, f64::max),
+        result
+            .steps
+            .iter()
+            .map(|(n, _)| n.as_str())
+            .collect::<Vec<_>>()
+            .join(" + "),
+        result.collect_secs(),
+        result.bytes_before as f64 / 1e6,
+        result.bytes_after as f64 / 1e6,
+        result.snapshots_left
+    );
+    let expected = case.keep_last.min(case.backups).max(1);
+    if result.snapshots_left != expected {
+        eprintln!(
+            "warning: {tool} kept {} snapshots, not {expected}: its figures are not comparable",
+            result.snapshots_left
+        );
+    }
+    if tool == "ours" {
+        let forgotten = retention::forgotten_count(&ours_json(&outputs[0], "forget"));
+        let summary = PruneSummary::from_json(&ours_json(&outputs[1], "prune"));
+        eprintln!(
+            "ours run {run}: forgot {forgotten}; prune deleted {} packs ({:.1} MB), repacked {}, skipped {}",
+            summary.deleted_packs,
+            summary.deleted_bytes as f64 / 1e6,
+            summary.repacked_packs,
+            summary.repack_skipped
+        );
+        row.prunes.push(summary);
+        if let Some(twin) = twin {
+            let prune_alone = result.steps.last().map_or(0.0, |(_, s)| s.secs);
+            row.overlaps.push(overlap(&t, twin, case, prune_alone));
+        }
+    }
+    row.runs.push(result);
+    if !case.keep {
+        for dir in [&t.repo, &t.state] {
+            fresh(dir);
+            fresh(&pruned(dir));
+        }
+    }
+}
+
+/// The JSON `backupctl COMMAND --json` printed.
+fn ours_json(out: &[u8], command: &str) -> serde_json::Value {
+    serde_json::from_slice(out).unwrap_or_else(|e| die(format!("ours {command} --json: {e}")))
+}
+
+/// Where [`overlap`] sets a measured repository or state directory aside.
+fn pruned(dir: &Path) -> PathBuf {
+    dir.with_file_name(format!(
+        "{}-pruned",
+        dir.file_name().unwrap_or_default().to_string_lossy()
+    ))
+}
+
+/// Our backup alone and during a prune, on `twin`, the copy of `t`'s repository and state
+/// directory taken before forget. The copy takes the original's place (the catalog names
+/// the repository by its path; the original is kept as `*-pruned`), forgets as the timed run
+/// did, then backs up a round of changes alone; then it starts a prune and, after
+/// [`retention::BACKUP_DURING_PRUNE_AT`] of `prune_alone`, backs up the next round.
+fn overlap(
+    t: &ToolRepo,
+    twin: (PathBuf, PathBuf),
+    case: RetentionCase,
+    prune_alone: f64,
+) -> Overlap {
+    let ctx = t.ctx;
+    for (original, copy) in [(&t.repo, &twin.0), (&t.state, &twin.1)] {
+        std::fs::rename(original, pruned(original)).unwrap_or_else(|e| die(e));
+        std::fs::rename(copy, original).unwrap_or_else(|e| die(e));
+    }
+    let (_, mut forget) = t.forget_and_prune(case.keep_last).swap_remove(0);
+    run_ok(&mut forget, "ours forget (copy)");
+    let n = case.backups + 1;
+    dataset::change_two_percent(&ctx.data, ctx.scale, n as u64).unwrap_or_else(|e| die(e));
+    let (alone, _) = timed_output(&mut t.backup(n), "ours backup alone", &[&ctx.data, &t.repo]);
+    dataset::change_two_percent(&ctx.data, ctx.scale, n as u64 + 1).unwrap_or_else(|e| die(e));
+    prepare(&[&ctx.data, &t.repo]);
+    let t0 = Instant::now();
+    let prune = Timed::start(
+        &t.command(&["prune", "--grace", "0s", "--json"]),
+        "ours prune beside a backup",
+    );
+    let prune = std::thread::spawn(move || prune.finish());
+    std::thread::sleep(std::time::Duration::from_secs_f64(
+        prune_alone * retention::BACKUP_DURING_PRUNE_AT,
+    ));
+    let started_after = t0.elapsed().as_secs_f64();
+    let (during, _) = Timed::start(&t.backup(n + 1), "ours backup during prune").finish();
+    let backup_end = t0.elapsed().as_secs_f64();
+    let (prune, out) = prune
+        .join()
+        .unwrap_or_else(|_| die("the prune's waiting thread panicked"));
+    let o = Overlap {
+        alone: alone.into(),
+        during: during.into(),
+        prune: prune.into(),
+        started_after,
+        ended_first: backup_end < prune.secs,
+        summary: PruneSummary::from_json(&ours_json(&out, "prune")),
+    };
+    eprintln!(
+        "ours backup alone {:.2} s, during prune {:.2} s (started {:.2} s into a prune of {:.2} s)",
+        o.alone.secs, o.during.secs, o.started_after, o.prune.secs
+    );
+    o
+}
+
+/// Copies `from` to `to` (`cp -a`).
+fn copy_tree(from: &Path, to: &Path) {
+    fresh(to);
+    run_ok(
+        Command::new("cp").arg("-a").arg(from).arg(to),
+        &format!("copying {}", from.display()),
+    );
 }
 
 /// Reads every file under `dir` (symlinks not followed), so that the timed step right after
@@ -386,6 +738,11 @@ fn main() {
     let mut backupctl = PathBuf::from("target/release/examples/backupctl");
     let mut keep = false;
     let mut runs = 3usize;
+    let mut retention_wanted = false;
+    let mut backups = retention::DEFAULT_BACKUPS;
+    let mut keep_last = retention::DEFAULT_KEEP_LAST;
+    let mut tools_given = false;
+    let mut overlap = true;
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         let mut value = || {
@@ -401,9 +758,32 @@ fn main() {
                 }
             }
             "--dir" => work = PathBuf::from(value()),
-            "--tools" => tools = value().split(',').map(String::from).collect(),
+            "--tools" => {
+                tools = value().split(',').map(String::from).collect();
+                tools_given = true;
+            }
+            "--case" => {
+                retention_wanted = match value().as_str() {
+                    "backup" => false,
+                    "retention" => true,
+                    other => die(format!("unknown case {other}: backup or retention")),
+                }
+            }
+            "--backups" => {
+                backups = value().parse().unwrap_or_else(|e| die(e));
+                if backups == 0 {
+                    die("--backups needs at least 1");
+                }
+            }
+            "--keep-last" => {
+                keep_last = value().parse().unwrap_or_else(|e| die(e));
+                if keep_last == 0 {
+                    die("--keep-last needs at least 1");
+                }
+            }
             "--backupctl" => backupctl = PathBuf::from(value()),
             "--keep" => keep = true,
+            "--no-overlap" => overlap = false,
             "--dataset" => {
                 dataset = match value().as_str() {
                     "hosting" => Dataset::Hosting,
@@ -413,7 +793,12 @@ fn main() {
             }
             "--help" | "-h" => {
                 println!(
-                    "e2e [--scale F] [--runs N] [--dir DIR] [--tools ours,restic,borg,rustic] [--backupctl PATH] [--dataset hosting|small-files] [--keep]\n\
+                    "e2e [--case backup|retention] [--scale F] [--runs N] [--dir DIR] [--tools ours,restic,borg,rustic] [--backupctl PATH] [--dataset hosting|small-files] [--keep]\n\
+                     \x20   [--backups N] [--keep-last N] [--no-overlap]\n\
+                     --case backup (default): initial, no-op and 1 % backups, then a full restore\n\
+                     --case retention: --backups N backups (default 30) of the hosting dataset, 2 % of its files changed before each,\n\
+                     \x20   then forget keeping the last --keep-last N (default 7) and prune; tools ours, restic and borg;\n\
+                     \x20   --no-overlap skips our backup beside a prune (and the copy of our repository it needs)\n\
                      --dataset small-files: 40,000 files of 0.5-16 KiB (at scale 1) instead of the hosting dataset\n\
                      --runs N backs up N times (fresh repositories, tools taking turns) and reports medians (default 3)\n\
                      --keep leaves the datasets, repositories and restores in DIR"
@@ -430,6 +815,22 @@ fn main() {
         ));
     }
     let backupctl = backupctl.canonicalize().unwrap_or(backupctl);
+    let retention_case = retention_wanted.then_some(RetentionCase {
+        backups,
+        keep_last,
+        keep,
+        overlap,
+    });
+    if retention_case.is_some() {
+        if dataset != Dataset::Hosting {
+            die("--case retention runs on the hosting dataset only");
+        }
+        if !tools_given {
+            tools.retain(|t| t != "rustic");
+        } else if tools.iter().any(|t| t == "rustic") {
+            die("--case retention: rustic is not part of it (ours, restic, borg)");
+        }
+    }
     let available: Vec<String> = tools
         .into_iter()
         .filter(|t| {
@@ -443,7 +844,7 @@ fn main() {
     std::fs::create_dir_all(&work).unwrap_or_else(|e| die(e));
     // Nothing is deleted while tools run, and no restore starts within SETTLE of removing
     // an earlier run's leftovers (the backups run meanwhile).
-    let restores_from = if clean(&work) {
+    let restores_from = if clean(&work) && retention_case.is_none() {
         eprintln!(
             "removed an earlier run's files: restores wait until {} s after that",
             SETTLE.as_secs()
@@ -453,9 +854,20 @@ fn main() {
         Instant::now()
     };
     // Each tool gets the same freshly generated dataset (the 1 % change mutates it).
-    let mut ctxs = Vec::new();
+    // The retention case resets one shared dataset before each tool's run.
+    let mut ctxs: Vec<Ctx> = Vec::new();
     for tool in &available {
-        let data = work.join(format!("data-{tool}"));
+        let data = match retention_case {
+            Some(_) => work.join("data"),
+            None => work.join(format!("data-{tool}")),
+        };
+        if retention_case.is_some() && !ctxs.is_empty() {
+            ctxs.push(Ctx {
+                data,
+                ..ctxs[0].clone()
+            });
+            continue;
+        }
         let started = Instant::now();
         let stats = dataset.generate(&data, scale).unwrap_or_else(|e| die(e));
         eprintln!(
@@ -472,6 +884,25 @@ fn main() {
             backupctl: backupctl.clone(),
             restores_from,
         });
+    }
+    if let Some(case) = retention_case {
+        let mut rows: Vec<RetentionRow> = available
+            .iter()
+            .map(|tool| RetentionRow {
+                tool: tool.clone(),
+                ..Default::default()
+            })
+            .collect();
+        for run in 1..=runs {
+            for ((tool, ctx), row) in available.iter().zip(&ctxs).zip(&mut rows) {
+                run_retention(ctx, tool, run, case, row);
+            }
+        }
+        retention::print_tables(&rows, case.backups, case.keep_last);
+        if !keep {
+            clean(&work);
+        }
+        return;
     }
     let mut rows: Vec<Row> = available
         .iter()
