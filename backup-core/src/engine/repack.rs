@@ -21,7 +21,7 @@ use crate::error::{Error, Result};
 use crate::model::{ChunkId, PackId};
 use crate::repo::{
     AccountRepo, BlobCodec, BlobKind, CompactRefusal, Compression, GROUP_MEMBER_MAX, GROUP_TARGET,
-    IndexedPack, PackTrailer, PackWriter, TrailerEntry, compact_pack, unseal,
+    IndexedPack, PackTrailer, PackWriter, TrailerEntry, compact_pack, group_end, unseal,
 };
 
 /// Where each entry of a repacked pack went: `map[i]` is the new pack and entry of entry
@@ -299,13 +299,7 @@ fn take_live(
             i += 1;
             continue;
         }
-        let mut end = i;
-        while end < entries.len()
-            && entries[end].compression == Compression::ZstdGroup
-            && entries[end].offset == e.offset
-        {
-            end += 1;
-        }
+        let end = group_end(entries, i);
         let live: Vec<usize> = (i..end).filter(|j| kept(*j)).collect();
         if live.len() == end - i {
             let members = (i..end).map(|j| (j, entries[j])).collect();

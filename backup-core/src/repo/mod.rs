@@ -46,7 +46,7 @@ pub use pack::{
     FOOTER_LEN, FinishedPack, GROUP_MAX_LEN, HEADER_LEN, PACK_VERSION, PackTrailer, PackWriter,
     TrailerEntry, compact_pack, read_pack, read_pack_unhashed, read_trailer, trailer_span, unseal,
 };
-pub(crate) use pack::{GROUP_MEMBER_MAX, GROUP_TARGET};
+pub(crate) use pack::{GROUP_MEMBER_MAX, GROUP_TARGET, group_end};
 pub(crate) use snapshot::set_entry_bit;
 pub use snapshot::{
     OwnerNames, PackReference, References, SNAPSHOT_VERSION, SnapshotContent, SnapshotObject,

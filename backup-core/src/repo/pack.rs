@@ -596,6 +596,25 @@ fn finish_pack(keys: &ServerKeys, mut buf: Vec<u8>, trailer: PackTrailer) -> Res
 /// for entries left out).
 pub type Compacted = (FinishedPack, Vec<Option<usize>>);
 
+/// The end (exclusive) of the run of entries from `start` that are one span: the members
+/// of the group at `start`, or `start + 1` for a blob outside groups.
+pub(crate) fn group_end(entries: &[TrailerEntry], start: usize) -> usize {
+    let Some(first) = entries.get(start) else {
+        return start;
+    };
+    if first.compression != Compression::ZstdGroup {
+        return start + 1;
+    }
+    let mut end = start;
+    while entries
+        .get(end)
+        .is_some_and(|e| e.compression == Compression::ZstdGroup && e.offset == first.offset)
+    {
+        end += 1;
+    }
+    end
+}
+
 /// Why a pack could not be compacted by [`compact_pack`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CompactRefusal {
@@ -633,13 +652,7 @@ pub fn compact_pack(
             i += 1;
             continue;
         }
-        let mut end = i;
-        while end < entries.len()
-            && entries[end].compression == Compression::ZstdGroup
-            && entries[end].offset == e.offset
-        {
-            end += 1;
-        }
+        let end = group_end(entries, i);
         if (i..end).any(kept) {
             if !trailer.seal_header.is_empty() {
                 return Err(CompactRefusal::SealedGroup);
