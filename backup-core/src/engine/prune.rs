@@ -317,24 +317,24 @@ pub async fn prune(repo: &AccountRepo, opts: &PruneOptions) -> Result<PruneRepor
         };
         let bits = &live[pack];
         let keep: Vec<bool> = (0..trailer.entries.len()).map(|i| bit(bits, i)).collect();
-        if opts.dry_run {
-            let movable = can_open
-                || trailer.seal_header.is_empty()
-                || !trailer
-                    .entries
-                    .iter()
-                    .enumerate()
-                    .any(|(i, e)| keep[i] && e.compression == Compression::ZstdGroup);
-            if movable {
-                report.repacked_packs += 1;
-                report.repacked_bytes += size;
-                report.repacked_into_bytes += live_bytes(trailer, bits);
-            } else {
-                report.repack_skipped += 1;
-            }
-            continue;
+        // Without the content key a live member of a sealed group cannot move: the trailer
+        // says so, and the pack is not even fetched.
+        let movable = can_open
+            || trailer.seal_header.is_empty()
+            || !trailer
+                .entries
+                .iter()
+                .enumerate()
+                .any(|(i, e)| keep[i] && e.compression == Compression::ZstdGroup);
+        if !movable {
+            report.repack_skipped += 1;
+        } else if opts.dry_run {
+            report.repacked_packs += 1;
+            report.repacked_bytes += size;
+            report.repacked_into_bytes += live_bytes(trailer, bits);
+        } else {
+            work.push((*pack, keep));
         }
-        work.push((*pack, keep));
     }
     cancelled(opts)?;
     let done = if work.is_empty() {
