@@ -321,7 +321,7 @@ fn take_live(
     Ok(out)
 }
 
-/// The content-key way: open every live blob and write it again.
+/// The content-key way: every live blob unsealed and sealed again in new packs.
 async fn reencode(
     repo: &AccountRepo,
     packs: &[(PackId, Vec<bool>)],
