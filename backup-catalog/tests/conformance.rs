@@ -65,6 +65,7 @@ async fn suite_passes_on_a_non_empty_catalog() {
     let settings = Settings {
         max_on_demand_snapshots: Limit::Max(4),
         orphan_ttl_days: 7,
+        accounts_root: "/home2".into(),
     };
     c.put_settings(&settings).await.unwrap();
     let resident = common::snapshot(account.id, 10, 123);

@@ -43,6 +43,11 @@ const SQLITE_RELEASED: &[(i64, &str, &str)] = &[
         "settings",
         "0955da9a943e6014bc0a1ad69c00de9329c360b2d1c572a89d7612a9e2d690d0679e1b98e515e686183364292ab5b339",
     ),
+    (
+        4,
+        "queue",
+        "36e882a8b366f8785814d45c0e9f9576af13d07bd1415474cd42648f648aa91127d0afef5ef2249275aed25441e6869b",
+    ),
 ];
 const POSTGRES_RELEASED: &[(i64, &str, &str)] = &[
     (
@@ -59,6 +64,11 @@ const POSTGRES_RELEASED: &[(i64, &str, &str)] = &[
         3,
         "settings",
         "35ef105320362469695b75eb3a01ee6437e1b2d92f56ada0373e26922a64e90b864e22913894b4e205967d9208e52c51",
+    ),
+    (
+        4,
+        "queue",
+        "e9ff9b6ed96f43eeb736b62807b9a209401c20f002e2d5b6db7b6da15476cbf43f5974077b48e9bc71605070d0984b37",
     ),
 ];
 
@@ -196,11 +206,12 @@ macro_rules! insert_old {
 /// from the old snapshots (through the port too), reads default settings, and takes new
 /// writes (snapshots of either status, settings).
 async fn check_migrated<C: common::Reports>(c: &C, old: &Old, applied: i64) {
-    assert_eq!(applied, 3, "every migration recorded");
+    assert_eq!(applied, 4, "every migration recorded");
     assert_eq!(c.get_settings().await.unwrap(), Settings::default());
     let settings = Settings {
         max_on_demand_snapshots: Limit::Max(3),
         orphan_ttl_days: 30,
+        accounts_root: "/srv/homes/{USER}".into(),
     };
     c.put_settings(&settings).await.unwrap();
     assert_eq!(c.get_settings().await.unwrap(), settings);

@@ -1,5 +1,6 @@
 //! PgCatalog against a real PostgreSQL: the conformance suite, then what goes beyond it
-//! (URLs, migrations, concurrency, clashes, usage and orphans, corrupt rows).
+//! (URLs, migrations, concurrency, clashes, usage and orphans, corrupt rows), and the task
+//! queue's conformance suite, with claimers sharing a pool or on pools of their own.
 //!
 //! Every test is ignored by plain `cargo test`: `scripts/test.sh` starts a private server,
 //! sets `BACKUP_TEST_PG_URL` and runs them with `--include-ignored` (without the variable
@@ -11,11 +12,15 @@ use std::sync::Arc;
 
 use backup_catalog::{PgCatalog, conformance};
 use backup_core::ErrorKind;
-use backup_core::model::{Account, Destination, Email, Organization};
-use backup_core::ports::{
-    AccountStore, DestinationStore, KeyStore, OrganizationStore, SnapshotStore, TagStore,
+use backup_core::model::{
+    Account, AccountId, Destination, Email, NewTask, Organization, TaskFilter, TaskKind,
 };
+use backup_core::ports::{
+    AccountStore, DestinationStore, JobQueue, KeyStore, OrganizationStore, SnapshotStore, TagStore,
+};
+use chrono::Utc;
 use common::{PgSchema, check_orphans, check_usage, pg_catalog, snapshot};
+use sqlx::postgres::PgPoolOptions;
 
 #[tokio::test]
 #[ignore = "needs PostgreSQL: run scripts/test.sh"]
@@ -94,7 +99,7 @@ async fn data_persists_and_migrations_are_idempotent() {
             .fetch_one(c.pool())
             .await
             .unwrap();
-        assert_eq!(applied, 3);
+        assert_eq!(applied, 4);
         assert_eq!(c.list_snapshots(account.id).await.unwrap(), snaps.to_vec());
         assert_eq!(
             c.get_key_envelope(account.id).await.unwrap(),
@@ -315,4 +320,114 @@ async fn missing_database_is_an_error() {
         "failed fast: {:?}",
         started.elapsed()
     );
+}
+
+/// The queue's suite; each check gets the same catalog with the queue's tables emptied.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+#[ignore = "needs PostgreSQL: run scripts/test.sh"]
+async fn postgres_queue_conforms() {
+    let (catalog, schema) = pg_catalog().await;
+    conformance::queue::run(|| {
+        let catalog = catalog.clone();
+        async move {
+            sqlx::query("TRUNCATE tasks, task_attempts, destination_health, job_runs")
+                .execute(catalog.pool())
+                .await
+                .unwrap();
+            Arc::new(catalog) as Arc<dyn JobQueue>
+        }
+    })
+    .await;
+    catalog.close().await;
+    schema.drop().await;
+}
+
+/// Claimers on pools of their own (two connections each) in one schema, as workers on
+/// separate machines would be.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+#[ignore = "needs PostgreSQL: run scripts/test.sh"]
+async fn postgres_claimers_on_separate_pools() {
+    let schema = PgSchema::create().await;
+    let mut catalogs = Vec::new();
+    for _ in 0..8 {
+        let pool = PgPoolOptions::new()
+            .max_connections(2)
+            .connect_with(schema.options())
+            .await
+            .unwrap();
+        catalogs.push(PgCatalog::from_pool(pool).await.unwrap());
+    }
+    let queues: Vec<Arc<dyn JobQueue>> = catalogs
+        .iter()
+        .map(|c| Arc::new(c.clone()) as Arc<dyn JobQueue>)
+        .collect();
+    conformance::queue::concurrent_claims(&queues).await;
+    for c in catalogs {
+        c.close().await;
+    }
+    schema.drop().await;
+}
+
+/// The schema itself refuses a second running task of one account.
+#[tokio::test]
+#[ignore = "needs PostgreSQL: run scripts/test.sh"]
+async fn one_running_task_per_account_is_a_constraint() {
+    let (catalog, schema) = pg_catalog().await;
+    let account = AccountId::new();
+    let task = |priority| NewTask {
+        kind: TaskKind::Backup,
+        account,
+        username: "frank".into(),
+        job: None,
+        run: None,
+        destination: None,
+        priority,
+        not_before: Utc::now(),
+        max_attempts: 1,
+        payload: serde_json::Value::Null,
+    };
+    catalog
+        .enqueue(&[task(0), task(1)], Utc::now())
+        .await
+        .unwrap();
+    let err = sqlx::query("UPDATE tasks SET state = 'running'")
+        .execute(catalog.pool())
+        .await
+        .unwrap_err();
+    assert!(
+        err.as_database_error()
+            .is_some_and(|e| e.is_unique_violation()),
+        "{err}"
+    );
+    catalog.close().await;
+    schema.drop().await;
+}
+
+#[tokio::test]
+#[ignore = "needs PostgreSQL: run scripts/test.sh"]
+async fn open_with_queue_shares_one_backend() {
+    let schema = PgSchema::create().await;
+    let (catalog, queue) = backup_catalog::open_with_queue(&schema.url).await.unwrap();
+    let account = Account::new("grace").unwrap();
+    catalog.put_account(&account).await.unwrap();
+    let task = NewTask {
+        kind: TaskKind::Verify,
+        account: account.id,
+        username: "grace".into(),
+        job: None,
+        run: None,
+        destination: None,
+        priority: 0,
+        not_before: Utc::now(),
+        max_attempts: 1,
+        payload: serde_json::json!({}),
+    };
+    let ids = queue.enqueue(&[task], Utc::now()).await.unwrap();
+    let other = schema.catalog().await;
+    assert_eq!(other.list_accounts().await.unwrap(), vec![account]);
+    let tasks = other.list_tasks(&TaskFilter::default()).await.unwrap();
+    assert_eq!(tasks.iter().map(|t| t.id).collect::<Vec<_>>(), ids);
+    other.close().await;
+    drop((catalog, queue));
+    schema.drop().await;
 }

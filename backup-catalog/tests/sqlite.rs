@@ -1,18 +1,19 @@
 //! SqliteCatalog beyond the conventions: files, migrations, concurrency, settings, errors,
-//! usage and orphans, and `open` by URL.
+//! usage and orphans, `open` by URL, and the task queue's conformance suite.
 
 mod common;
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
-use backup_catalog::SqliteCatalog;
+use backup_catalog::{SqliteCatalog, conformance};
 use backup_core::ErrorKind;
 use backup_core::model::{
-    Account, BackupStats, Destination, DestinationId, Organization, Snapshot, SnapshotId,
-    SnapshotKind, SnapshotStatus,
+    Account, AccountId, BackupStats, Destination, DestinationId, NewTask, Organization, Snapshot,
+    SnapshotId, SnapshotKind, SnapshotStatus, TaskFilter, TaskKind,
 };
 use backup_core::ports::{
-    AccountStore, DestinationStore, KeyStore, OrganizationStore, SnapshotStore,
+    AccountStore, DestinationStore, JobQueue, KeyStore, OrganizationStore, SnapshotStore,
 };
 use chrono::{TimeDelta, Utc};
 
@@ -89,15 +90,15 @@ async fn migrations_are_idempotent() {
     first.put_account(&account).await.unwrap();
     // A second catalog on the same file while the first is open, then a third after both.
     let second = SqliteCatalog::open(&path).await.unwrap();
-    assert_eq!(migrations_applied(&first).await, 3);
-    assert_eq!(migrations_applied(&second).await, 3);
+    assert_eq!(migrations_applied(&first).await, 4);
+    assert_eq!(migrations_applied(&second).await, 4);
     assert_eq!(second.list_accounts().await.unwrap(), vec![account.clone()]);
     first.close().await;
     second.close().await;
     let third = SqliteCatalog::connect(&format!("sqlite://{}", path.display()))
         .await
         .unwrap();
-    assert_eq!(migrations_applied(&third).await, 3);
+    assert_eq!(migrations_applied(&third).await, 4);
     assert_eq!(third.list_accounts().await.unwrap(), vec![account]);
 }
 
@@ -358,4 +359,143 @@ async fn bad_postgres_urls_are_refused() {
         matches!(err, backup_catalog::Error::InvalidUrl { .. }),
         "{err}"
     );
+}
+
+fn queue_of(catalog: SqliteCatalog) -> Arc<dyn JobQueue> {
+    Arc::new(catalog)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn queue_conforms_in_memory() {
+    conformance::queue::run(|| async { queue_of(SqliteCatalog::in_memory().await.unwrap()) }).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn queue_conforms_in_a_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let made = AtomicUsize::new(0);
+    conformance::queue::run(|| {
+        let n = made.fetch_add(1, Ordering::SeqCst);
+        let path = dir.path().join(format!("queue-{n}.db"));
+        async move { queue_of(SqliteCatalog::open(path).await.unwrap()) }
+    })
+    .await;
+}
+
+/// Claimers with pools of their own on one file, as processes of one machine would be.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn queue_claims_from_separate_pools() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("shared-queue.db");
+    let mut queues = Vec::new();
+    for _ in 0..4 {
+        queues.push(queue_of(SqliteCatalog::open(&path).await.unwrap()));
+    }
+    conformance::queue::concurrent_claims(&queues).await;
+}
+
+/// The schema itself refuses a second running task of one account.
+#[tokio::test]
+async fn one_running_task_per_account_is_a_constraint() {
+    let catalog = SqliteCatalog::in_memory().await.unwrap();
+    let account = AccountId::new();
+    let task = |priority| NewTask {
+        kind: TaskKind::Backup,
+        account,
+        username: "frank".into(),
+        job: None,
+        run: None,
+        destination: None,
+        priority,
+        not_before: Utc::now(),
+        max_attempts: 1,
+        payload: serde_json::Value::Null,
+    };
+    catalog
+        .enqueue(&[task(0), task(1)], Utc::now())
+        .await
+        .unwrap();
+    let err = sqlx::query("UPDATE tasks SET state = 'running'")
+        .execute(catalog.pool())
+        .await
+        .unwrap_err();
+    assert!(
+        err.as_database_error()
+            .is_some_and(|e| e.is_unique_violation()),
+        "{err}"
+    );
+}
+
+#[tokio::test]
+async fn open_with_queue_shares_one_backend() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("both.db");
+    let url = format!("sqlite://{}", path.display());
+    let (catalog, queue) = backup_catalog::open_with_queue(&url).await.unwrap();
+    let account = Account::new("grace").unwrap();
+    catalog.put_account(&account).await.unwrap();
+    let task = NewTask {
+        kind: TaskKind::Verify,
+        account: account.id,
+        username: "grace".into(),
+        job: None,
+        run: None,
+        destination: None,
+        priority: 0,
+        not_before: Utc::now(),
+        max_attempts: 1,
+        payload: serde_json::json!({}),
+    };
+    let ids = queue.enqueue(&[task], Utc::now()).await.unwrap();
+    let reopened = SqliteCatalog::open(&path).await.unwrap();
+    assert_eq!(reopened.list_accounts().await.unwrap(), vec![account]);
+    let tasks = reopened.list_tasks(&TaskFilter::default()).await.unwrap();
+    assert_eq!(tasks.iter().map(|t| t.id).collect::<Vec<_>>(), ids);
+
+    let (_, memory) = backup_catalog::open_with_queue("sqlite::memory:")
+        .await
+        .unwrap();
+    assert!(
+        memory
+            .list_tasks(&TaskFilter::default())
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    for url in ["mysql://u:s3cret@h/db", "catalog.db"] {
+        let err = backup_catalog::open_with_queue(url).await.unwrap_err();
+        assert!(
+            matches!(err, backup_catalog::Error::InvalidUrl { .. }),
+            "{url}: {err}"
+        );
+        assert!(!err.to_string().contains("s3cret"), "{err}");
+    }
+}
+
+/// A task row whose columns were edited into nonsense is an error naming the row.
+#[tokio::test]
+async fn a_corrupt_task_row_is_an_error_naming_it() {
+    let catalog = SqliteCatalog::in_memory().await.unwrap();
+    let task = NewTask {
+        kind: TaskKind::Backup,
+        account: AccountId::new(),
+        username: "heidi".into(),
+        job: None,
+        run: None,
+        destination: None,
+        priority: 0,
+        not_before: Utc::now(),
+        max_attempts: 1,
+        payload: serde_json::Value::Null,
+    };
+    let id = catalog.enqueue(&[task], Utc::now()).await.unwrap()[0];
+    sqlx::query("UPDATE tasks SET state = 'napping'")
+        .execute(catalog.pool())
+        .await
+        .unwrap();
+    let err = catalog.get_task(id).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Io);
+    let source = std::error::Error::source(&err).unwrap().to_string();
+    assert!(source.contains(&id.to_string()), "{source}");
+    assert!(source.contains("napping"), "{source}");
 }

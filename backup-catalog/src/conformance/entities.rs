@@ -188,7 +188,7 @@ impl Named for PriorityGroup {
     const WHAT: &'static str = "priority group";
     const UNIQUE: bool = false;
     fn sample(key: &str, id: Self::Id) -> Self {
-        let mut v = valid(PriorityGroup::new(key, 10, 20, 30));
+        let mut v = valid(PriorityGroup::new(key, 10, 20, 30, 40));
         v.id = id;
         v
     }
@@ -258,9 +258,8 @@ impl Named for Job {
             key,
             vec![ItemKind::HomeDir, ItemKind::Databases, ItemKind::Email],
             Schedule::Weekly {
-                weekday: 2,
-                hour: 3,
-                minute: 15,
+                days: vec![2, 5],
+                at: valid(backup_core::model::TimeOfDay::new(3, 15)),
             },
             vec![DestinationId::new(), DestinationId::new()],
         ));
@@ -280,7 +279,8 @@ impl Named for Job {
     fn change(&mut self, key: &str) {
         self.name = key.to_owned();
         self.enabled = !self.enabled;
-        self.schedule = Schedule::Hours { hours: 6 };
+        self.schedule = Schedule::Hourly { every: 6 };
+        self.delay_minutes += 5;
     }
 }
 

@@ -40,10 +40,14 @@
 //!
 //! Whether a deleted key envelope's bytes are erased from a backend's files is not visible
 //! through the trait: each backend's own tests check it.
+//!
+//! The task queue (the [`JobQueue`](backup_core::ports::JobQueue) port, which both of this
+//! crate's backends implement beside the catalog) has its own suite: [`queue`].
 
 mod entities;
 mod named;
 mod per_account;
+pub mod queue;
 mod settings;
 mod usage;
 

@@ -118,3 +118,4 @@ impl PgCatalog {
 
 crate::sql::rows::rows!(PgCatalog, Postgres);
 crate::sql::catalog::catalog!(PgCatalog);
+crate::queue::methods::queue!(PgCatalog, Postgres, crate::queue::statements::POSTGRES);

@@ -155,3 +155,4 @@ impl SqliteCatalog {
 
 crate::sql::rows::rows!(SqliteCatalog, Sqlite);
 crate::sql::catalog::catalog!(SqliteCatalog);
+crate::queue::methods::queue!(SqliteCatalog, Sqlite, crate::queue::statements::SQLITE);

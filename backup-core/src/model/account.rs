@@ -299,6 +299,10 @@ pub struct Account {
     pub backup_locations: BackupLocations,
     /// When the account was created here.
     pub created: DateTime<Utc>,
+    /// Where the account's live data is (its home directory); `None` takes the server's
+    /// accounts root ([`crate::model::Settings::accounts_root`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<std::path::PathBuf>,
 }
 
 impl Account {
@@ -326,6 +330,7 @@ impl Account {
             quota: Quota::default(),
             backup_locations: BackupLocations::default(),
             created: Utc::now(),
+            source: None,
         })
     }
 

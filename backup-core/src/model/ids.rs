@@ -95,6 +95,14 @@ id_type!(
     DestinationId, "destination id", new_v4
 );
 id_type!(
+    /// Identity of a queued task: a UUIDv7, so ids sort by enqueue time.
+    TaskId, "task id", now_v7
+);
+id_type!(
+    /// Identity of one run of a job (every task it enqueued names it).
+    RunId, "run id", now_v7
+);
+id_type!(
     /// Identity of a tag.
     TagId, "tag id", new_v4
 );

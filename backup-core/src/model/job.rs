@@ -3,93 +3,86 @@
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use super::account::Excludes;
-use super::ids::{DestinationId, JobId};
+use super::account::{Account, AccountStatus, Excludes};
+use super::ids::{DestinationId, JobId, OrganizationId, TagId};
 use super::item::ItemKind;
-use super::retention::RetentionPolicy;
+use super::retention::{RetentionPolicy, RetentionZone};
+use super::schedule::{Schedule, Timing};
 use crate::error::{Error, Result};
 
-/// When a job runs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case", tag = "every")]
-pub enum Schedule {
-    /// Only when started by hand (on-demand jobs).
-    Manual,
-    /// Every `hours` hours.
-    Hours {
-        /// Interval, 1-24.
-        hours: u8,
+/// Which accounts a job backs up.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case", tag = "by")]
+pub enum AccountSelection {
+    /// Every account.
+    #[default]
+    All,
+    /// Accounts carrying a tag.
+    Tag {
+        /// The tag.
+        tag: TagId,
     },
-    /// Every day at `hour:minute` (server time).
-    Daily {
-        /// 0-23.
-        hour: u8,
-        /// 0-59.
-        minute: u8,
+    /// Accounts of an organization (MSP customer or reseller).
+    Organization {
+        /// The organization.
+        organization: OrganizationId,
     },
-    /// Every week on `weekday` (0 = Monday) at `hour:minute`.
-    Weekly {
-        /// 0-6, Monday first.
-        weekday: u8,
-        /// 0-23.
-        hour: u8,
-        /// 0-59.
-        minute: u8,
-    },
-    /// Every month on `day` at `hour:minute`.
-    Monthly {
-        /// 1-28 (so that every month has it).
-        day: u8,
-        /// 0-23.
-        hour: u8,
-        /// 0-59.
-        minute: u8,
+    /// Accounts whose username matches a regular expression (anchored: the whole name
+    /// must match).
+    Pattern {
+        /// The expression (Rust `regex` syntax).
+        pattern: String,
     },
 }
 
-impl Schedule {
-    /// Checks every field's range.
-    pub fn validate(&self) -> Result<()> {
-        let time = |hour: u8, minute: u8| {
-            if hour > 23 || minute > 59 {
-                Err(Error::invalid(
-                    "schedule",
-                    format!("{hour:02}:{minute:02} is not a time of day"),
-                ))
-            } else {
-                Ok(())
+impl AccountSelection {
+    /// A username pattern, checked to compile.
+    pub fn pattern(pattern: &str) -> Result<Self> {
+        compile(pattern)?;
+        Ok(AccountSelection::Pattern {
+            pattern: pattern.to_owned(),
+        })
+    }
+
+    /// A matcher for this selection (the pattern compiled once).
+    pub fn matcher(&self) -> Result<AccountMatcher<'_>> {
+        Ok(AccountMatcher {
+            selection: self,
+            regex: match self {
+                AccountSelection::Pattern { pattern } => Some(compile(pattern)?),
+                _ => None,
+            },
+        })
+    }
+}
+
+fn compile(pattern: &str) -> Result<regex::Regex> {
+    regex::RegexBuilder::new(&format!("^(?:{pattern})$"))
+        .size_limit(1 << 20)
+        .build()
+        .map_err(|e| Error::invalid("account pattern", format!("{pattern:?}: {e}")))
+}
+
+/// Tests accounts against an [`AccountSelection`].
+#[derive(Debug, Clone)]
+pub struct AccountMatcher<'a> {
+    selection: &'a AccountSelection,
+    regex: Option<regex::Regex>,
+}
+
+impl AccountMatcher<'_> {
+    /// Whether the selection takes `account` (status is the job's business, not this).
+    pub fn matches(&self, account: &Account) -> bool {
+        match self.selection {
+            AccountSelection::All => true,
+            AccountSelection::Tag { tag } => account.tags.contains(tag),
+            AccountSelection::Organization { organization } => {
+                account.organization == Some(*organization)
             }
-        };
-        match *self {
-            Schedule::Manual => Ok(()),
-            Schedule::Hours { hours } if (1..=24).contains(&hours) => Ok(()),
-            Schedule::Hours { hours } => Err(Error::invalid(
-                "schedule",
-                format!("every {hours} hours: expected 1-24"),
-            )),
-            Schedule::Daily { hour, minute } => time(hour, minute),
-            Schedule::Weekly {
-                weekday,
-                hour,
-                minute,
-            } => {
-                if weekday > 6 {
-                    return Err(Error::invalid(
-                        "schedule",
-                        format!("weekday {weekday}: expected 0 (Monday) to 6"),
-                    ));
-                }
-                time(hour, minute)
-            }
-            Schedule::Monthly { day, hour, minute } => {
-                if !(1..=28).contains(&day) {
-                    return Err(Error::invalid(
-                        "schedule",
-                        format!("day {day}: expected 1-28"),
-                    ));
-                }
-                time(hour, minute)
-            }
+            AccountSelection::Pattern { .. } => self
+                .regex
+                .as_ref()
+                .is_some_and(|r| r.is_match(account.username.as_str())),
         }
     }
 }
@@ -117,6 +110,23 @@ pub struct Job {
     pub quota_reporting: bool,
     /// Whether the job is enabled.
     pub enabled: bool,
+    /// Which accounts it backs up.
+    #[serde(default)]
+    pub accounts: AccountSelection,
+    /// Leave suspended accounts out.
+    #[serde(default)]
+    pub exclude_suspended: bool,
+    /// The zone the schedule's times are in (UTC by default).
+    #[serde(default, skip_serializing_if = "RetentionZone::is_utc")]
+    pub time_zone: RetentionZone,
+    /// Minutes added to every scheduled time (and after the job an after-job schedule
+    /// follows).
+    #[serde(default)]
+    pub delay_minutes: u32,
+    /// When the job was added: a timed job that never ran is first due at its first slot
+    /// after this (`None`: due at once).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub created: Option<DateTime<Utc>>,
 }
 
 impl Job {
@@ -158,7 +168,32 @@ impl Job {
             on_demand: false,
             quota_reporting: false,
             enabled: true,
+            accounts: AccountSelection::All,
+            exclude_suspended: false,
+            time_zone: RetentionZone::default(),
+            delay_minutes: 0,
+            created: Some(Utc::now()),
         })
+    }
+
+    /// The job's schedule with its zone and delay, for next-run times.
+    pub fn timing(&self) -> Timing<'_> {
+        Timing {
+            schedule: &self.schedule,
+            zone: &self.time_zone,
+            delay: chrono::Duration::minutes(i64::from(self.delay_minutes)),
+        }
+    }
+
+    /// Whether the job backs up `account`: selected, and not left out by status (inactive
+    /// and terminated accounts never are; suspended ones unless `exclude_suspended`).
+    pub fn takes(&self, matcher: &AccountMatcher<'_>, account: &Account) -> bool {
+        let status_ok = match account.status {
+            AccountStatus::Active => true,
+            AccountStatus::Suspended => !self.exclude_suspended,
+            AccountStatus::Inactive | AccountStatus::Terminated => false,
+        };
+        status_ok && matcher.matches(account)
     }
 }
 
@@ -292,29 +327,6 @@ mod tests {
     use super::*;
 
     #[test]
-    fn schedules_validate() {
-        assert!(Schedule::Daily { hour: 3, minute: 0 }.validate().is_ok());
-        assert!(
-            Schedule::Daily {
-                hour: 24,
-                minute: 0
-            }
-            .validate()
-            .is_err()
-        );
-        assert!(Schedule::Hours { hours: 0 }.validate().is_err());
-        assert!(
-            Schedule::Monthly {
-                day: 31,
-                hour: 0,
-                minute: 0
-            }
-            .validate()
-            .is_err()
-        );
-    }
-
-    #[test]
     fn jobs_validate_and_round_trip() {
         let d = Destination::new("local-1", "file:///backups").unwrap();
         assert!(Destination::new("bad name", "file:///x").is_err());
@@ -324,8 +336,7 @@ mod tests {
             "nightly",
             vec![ItemKind::HomeDir, ItemKind::Databases, ItemKind::HomeDir],
             Schedule::Daily {
-                hour: 2,
-                minute: 30,
+                at: crate::model::TimeOfDay::new(2, 30).unwrap(),
             },
             vec![d.id],
         )
@@ -334,5 +345,35 @@ mod tests {
         let back: Job = serde_json::from_str(&serde_json::to_string(&job).unwrap()).unwrap();
         assert_eq!(back, job);
         assert!(job.retention.keeps_everything());
+    }
+
+    #[test]
+    fn selections_match() {
+        let mut a = Account::new("shop42").unwrap();
+        let tag = TagId::new();
+        a.tags.push(tag);
+        let yes = |sel: AccountSelection| sel.matcher().unwrap().matches(&a);
+        assert!(yes(AccountSelection::All));
+        assert!(yes(AccountSelection::Tag { tag }));
+        assert!(!yes(AccountSelection::Tag { tag: TagId::new() }));
+        assert!(yes(AccountSelection::pattern("shop[0-9]+").unwrap()));
+        assert!(!yes(AccountSelection::pattern("shop").unwrap()), "anchored");
+        assert!(AccountSelection::pattern("(").is_err());
+        let org = OrganizationId::new();
+        assert!(!yes(AccountSelection::Organization { organization: org }));
+        let d = Destination::new("d", "file:///x").unwrap();
+        let mut job = Job::new("n", vec![ItemKind::HomeDir], Schedule::Manual, vec![d.id]).unwrap();
+        let all = AccountSelection::All;
+        let m = all.matcher().unwrap();
+        for (status, taken) in [
+            (AccountStatus::Active, true),
+            (AccountStatus::Suspended, true),
+            (AccountStatus::Inactive, false),
+            (AccountStatus::Terminated, false),
+        ] {
+            assert_eq!(job.takes(&m, &a.clone().with_status(status)), taken);
+        }
+        job.exclude_suspended = true;
+        assert!(!job.takes(&m, &a.clone().with_status(AccountStatus::Suspended)));
     }
 }

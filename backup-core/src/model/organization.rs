@@ -140,29 +140,53 @@ impl Tag {
     }
 }
 
-/// A queue priority group: accounts in a higher group go to the front of the queue.
-/// Priorities are separate for backups, restores and downloads; higher runs first.
+/// A queue priority group (JetBackup's): accounts in a group with a lower number for a
+/// task kind are served first. An account gets its group by override
+/// ([`crate::model::Account::priority_group`]), else by carrying one of the group's tags,
+/// else it is in the default group; without a default group, priorities are
+/// [`PriorityGroup::NORMAL`]'s.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PriorityGroup {
     /// Identity.
     pub id: PriorityGroupId,
     /// Name ("High", "Low", ...).
     pub name: String,
-    /// Backup priority, 0-100.
+    /// Backup priority, 0-100 (lower runs first).
     pub backup: u8,
-    /// Restore priority, 0-100.
+    /// Restore priority, 0-100 (lower runs first; restores add a base by account level).
     pub restore: u8,
     /// Download priority, 0-100.
     pub download: u8,
+    /// Clone priority, 0-100.
+    #[serde(default = "normal_priority")]
+    pub clone: u8,
+    /// Accounts carrying one of these tags join the group (unless they have an override).
+    #[serde(default)]
+    pub tags: Vec<TagId>,
+    /// The group of accounts with no override and no tag of any group.
+    #[serde(default)]
+    pub default: bool,
+}
+
+fn normal_priority() -> u8 {
+    PriorityGroup::NORMAL
 }
 
 impl PriorityGroup {
+    /// The built-in High group's priority.
+    pub const HIGH: u8 = 10;
+    /// The built-in Normal group's priority (the default group).
+    pub const NORMAL: u8 = 50;
+    /// The built-in Low group's priority.
+    pub const LOW: u8 = 90;
+
     /// Validates and builds a group; priorities must be 0-100.
-    pub fn new(name: &str, backup: u8, restore: u8, download: u8) -> Result<Self> {
+    pub fn new(name: &str, backup: u8, restore: u8, download: u8, clone: u8) -> Result<Self> {
         for (what, p) in [
             ("backup", backup),
             ("restore", restore),
             ("download", download),
+            ("clone", clone),
         ] {
             if p > 100 {
                 return Err(Error::invalid(
@@ -177,7 +201,27 @@ impl PriorityGroup {
             backup,
             restore,
             download,
+            clone,
+            tags: Vec::new(),
+            default: false,
         })
+    }
+
+    /// The built-in groups: High (10), Normal (50, the default) and Low (90), the same
+    /// number for every kind.
+    pub fn built_in() -> Vec<Self> {
+        [
+            ("High", Self::HIGH),
+            ("Normal", Self::NORMAL),
+            ("Low", Self::LOW),
+        ]
+        .into_iter()
+        .map(|(name, p)| {
+            let mut g = Self::new(name, p, p, p, p).expect("built-in groups are valid");
+            g.default = p == Self::NORMAL;
+            g
+        })
+        .collect()
     }
 }
 
@@ -201,7 +245,15 @@ mod tests {
         assert!(Tag::new(" ", None).is_err());
         assert!(Organization::new("acme corp", "Acme").is_err());
         assert!(Organization::new("acme", "Acme").is_ok());
-        assert!(PriorityGroup::new("High", 101, 0, 0).is_err());
+        assert!(PriorityGroup::new("High", 101, 0, 0, 0).is_err());
+        assert!(PriorityGroup::new("High", 0, 0, 0, 101).is_err());
+        assert_eq!(
+            PriorityGroup::built_in()
+                .iter()
+                .filter(|g| g.default)
+                .count(),
+            1
+        );
         let t = Tag::new("vip", None).unwrap();
         let back: Tag = serde_json::from_str(&serde_json::to_string(&t).unwrap()).unwrap();
         assert_eq!(t, back);

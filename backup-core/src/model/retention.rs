@@ -341,6 +341,11 @@ impl RetentionZone {
         self.name == "UTC"
     }
 
+    /// The zone, for calendar arithmetic (schedules).
+    pub(crate) fn tz(&self) -> &jiff::tz::TimeZone {
+        &self.zone
+    }
+
     /// The local civil time of `t` in this zone. Times outside jiff's range (years
     /// beyond ±9999) are clamped to it rather than refused.
     fn civil(&self, t: DateTime<Utc>) -> jiff::civil::DateTime {

@@ -6,6 +6,7 @@ mod crypto;
 mod keys;
 mod memory_catalog;
 mod notifier;
+mod queue;
 mod source;
 mod storage;
 mod stores;
@@ -21,6 +22,9 @@ pub use crypto::{
 pub use keys::{KeyVault, NewKeys, OpenedKeys};
 pub use memory_catalog::MemoryCatalog;
 pub use notifier::{Event, EventKind, Notifier, NullNotifier};
-pub use source::{AccountSource, DocumentReader, DocumentWriter, RestoreTarget, TreeRoot};
+pub use queue::JobQueue;
+pub use source::{
+    AccountSource, DocumentReader, DocumentWriter, RestoreTarget, SourceProvider, TreeRoot,
+};
 pub use storage::DeferredFlush;
 pub use stores::StoreResolver;

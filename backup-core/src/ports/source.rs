@@ -67,6 +67,19 @@ pub trait AccountSource: Send + Sync + Debug {
     async fn open_document(&self, kind: ItemKind, name: &str) -> Result<DocumentReader>;
 }
 
+/// Makes the [`AccountSource`] of an account whose live data is in a directory: what a
+/// job's worker backs up when nobody names the directories. The default
+/// ([`crate::HomeSources`]) takes the directory as the account's home item.
+pub trait SourceProvider: Send + Sync + Debug + 'static {
+    /// The source of `account`, whose data is in `dir` (its recorded source, or the
+    /// server's accounts root for it).
+    fn source(
+        &self,
+        account: &crate::model::Account,
+        dir: &std::path::Path,
+    ) -> Result<Box<dyn AccountSource>>;
+}
+
 /// Where a restore writes, and the account life-cycle hooks a restore may call.
 #[async_trait]
 pub trait RestoreTarget: Send + Sync + Debug {
