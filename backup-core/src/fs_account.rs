@@ -242,3 +242,18 @@ fn refuse_symlink(path: &Path) -> Result<()> {
         _ => Ok(()),
     }
 }
+
+/// The default [`SourceProvider`](crate::ports::SourceProvider): an account's directory is
+/// its home item ([`FsAccount::home`]).
+#[derive(Debug, Default, Clone, Copy)]
+pub struct HomeSources;
+
+impl crate::ports::SourceProvider for HomeSources {
+    fn source(
+        &self,
+        _account: &crate::model::Account,
+        dir: &std::path::Path,
+    ) -> Result<Box<dyn AccountSource>> {
+        Ok(Box::new(FsAccount::home(dir)))
+    }
+}

@@ -66,4 +66,4 @@ pub mod repo;
 pub mod service;
 
 pub use error::{BoxError, Error, ErrorKind, Result};
-pub use fs_account::FsAccount;
+pub use fs_account::{FsAccount, HomeSources};

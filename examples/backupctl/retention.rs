@@ -63,39 +63,72 @@ pub(crate) enum SnapshotCmd {
     },
 }
 
+/// The keep rules of a retention policy (`forget`, `job add`).
+#[derive(Args, Debug)]
+pub(crate) struct KeepArgs {
+    /// Keep the newest N scheduled snapshots.
+    #[arg(long, value_name = "N")]
+    pub(crate) keep_last: Option<u32>,
+    /// Keep the newest snapshot of each of the last N hours.
+    #[arg(long, value_name = "N")]
+    pub(crate) keep_hourly: Option<u32>,
+    /// Keep the newest snapshot of each of the last N days.
+    #[arg(long, value_name = "N")]
+    pub(crate) keep_daily: Option<u32>,
+    /// Keep the newest snapshot of each of the last N ISO weeks.
+    #[arg(long, value_name = "N")]
+    pub(crate) keep_weekly: Option<u32>,
+    /// Keep the newest snapshot of each of the last N months.
+    #[arg(long, value_name = "N")]
+    pub(crate) keep_monthly: Option<u32>,
+    /// Keep the newest snapshot of each of the last N years.
+    #[arg(long, value_name = "N")]
+    pub(crate) keep_yearly: Option<u32>,
+    /// Keep every snapshot taken within this long (1d, 12h, 30m, 2weeks ...).
+    #[arg(long, value_name = "DURATION")]
+    pub(crate) keep_within: Option<String>,
+    /// Keep the newest N on-demand snapshots (those of `backupctl backup` without --kind
+    /// scheduled); default the account's max-on-demand setting.
+    #[arg(long, value_name = "N")]
+    pub(crate) keep_on_demand: Option<u32>,
+    /// Forget on-demand snapshots older than this, even within the cap.
+    #[arg(long, value_name = "DURATION")]
+    pub(crate) on_demand_ttl: Option<String>,
+}
+
+impl KeepArgs {
+    /// The policy these rules make (UTC calendar; the caller sets the zone).
+    pub(crate) fn policy(&self) -> Result<RetentionPolicy> {
+        let mut policy = RetentionPolicy {
+            keep_last: self.keep_last,
+            hourly: self.keep_hourly,
+            daily: self.keep_daily,
+            weekly: self.keep_weekly,
+            monthly: self.keep_monthly,
+            yearly: self.keep_yearly,
+            ..RetentionPolicy::default()
+        };
+        if let Some(text) = &self.keep_within {
+            policy.keep_within = Some(parse_duration("--keep-within", text)?);
+        }
+        if let Some(n) = self.keep_on_demand {
+            policy.on_demand_cap = Limit::Max(n);
+        }
+        if let Some(text) = &self.on_demand_ttl {
+            policy.on_demand_ttl = Some(parse_duration("--on-demand-ttl", text)?);
+        }
+        policy.validate()?;
+        Ok(policy)
+    }
+}
+
 /// `forget`: a retention policy and where it applies.
 #[derive(Args, Debug)]
 pub(crate) struct ForgetArgs {
     /// Account username or id.
     username: String,
-    /// Keep the newest N scheduled snapshots.
-    #[arg(long, value_name = "N")]
-    keep_last: Option<u32>,
-    /// Keep the newest snapshot of each of the last N hours.
-    #[arg(long, value_name = "N")]
-    keep_hourly: Option<u32>,
-    /// Keep the newest snapshot of each of the last N days.
-    #[arg(long, value_name = "N")]
-    keep_daily: Option<u32>,
-    /// Keep the newest snapshot of each of the last N ISO weeks.
-    #[arg(long, value_name = "N")]
-    keep_weekly: Option<u32>,
-    /// Keep the newest snapshot of each of the last N months.
-    #[arg(long, value_name = "N")]
-    keep_monthly: Option<u32>,
-    /// Keep the newest snapshot of each of the last N years.
-    #[arg(long, value_name = "N")]
-    keep_yearly: Option<u32>,
-    /// Keep every snapshot taken within this long (1d, 12h, 30m, 2weeks ...).
-    #[arg(long, value_name = "DURATION")]
-    keep_within: Option<String>,
-    /// Keep the newest N on-demand snapshots (those of `backupctl backup` without --kind
-    /// scheduled); default the account's max-on-demand setting.
-    #[arg(long, value_name = "N")]
-    keep_on_demand: Option<u32>,
-    /// Forget on-demand snapshots older than this, even within the cap.
-    #[arg(long, value_name = "DURATION")]
-    on_demand_ttl: Option<String>,
+    #[command(flatten)]
+    keep: KeepArgs,
     /// The zone whose calendar draws days, weeks, months and years: an IANA name
     /// (Europe/Berlin), UTC (the default) or an offset (+02:00).
     #[arg(long, value_name = "ZONE")]
@@ -275,24 +308,7 @@ pub(crate) async fn forget(server: &Server, args: ForgetArgs) -> Result<ExitCode
     if let Some(name) = &args.destination {
         server.destination(name).await?;
     }
-    let mut policy = RetentionPolicy {
-        keep_last: args.keep_last,
-        hourly: args.keep_hourly,
-        daily: args.keep_daily,
-        weekly: args.keep_weekly,
-        monthly: args.keep_monthly,
-        yearly: args.keep_yearly,
-        ..RetentionPolicy::default()
-    };
-    if let Some(text) = &args.keep_within {
-        policy.keep_within = Some(parse_duration("--keep-within", text)?);
-    }
-    if let Some(n) = args.keep_on_demand {
-        policy.on_demand_cap = Limit::Max(n);
-    }
-    if let Some(text) = &args.on_demand_ttl {
-        policy.on_demand_ttl = Some(parse_duration("--on-demand-ttl", text)?);
-    }
+    let mut policy = args.keep.policy()?;
     if let Some(zone) = &args.time_zone {
         policy.time_zone = RetentionZone::new(zone)?;
     }

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use backup_catalog::SqliteCatalog;
 use backup_core::engine::FsStatCache;
-use backup_core::ports::Catalog;
+use backup_core::ports::{Catalog, JobQueue};
 use backup_core::service::Server;
 use backup_core::{Error, Result};
 use backup_crypto::MasterKeyVault;
@@ -29,12 +29,40 @@ pub struct StateDir {
     pub vault: Arc<MasterKeyVault>,
 }
 
-/// The catalog at `url`, or the SQLite file in the state directory.
-async fn open_catalog(home: &Path, url: Option<&str>) -> Result<Arc<dyn Catalog>> {
+/// The catalog at `url`, or the SQLite file in the state directory, with the job queue in
+/// the same database.
+async fn open_catalog(
+    home: &Path,
+    url: Option<&str>,
+) -> Result<(Arc<dyn Catalog>, Arc<dyn JobQueue>)> {
     Ok(match url {
-        Some(url) => backup_catalog::open(url).await?,
-        None => Arc::new(SqliteCatalog::open(home.join(CATALOG_FILE)).await?),
+        Some(url) => backup_catalog::open_with_queue(url).await?,
+        None => {
+            let catalog = Arc::new(SqliteCatalog::open(home.join(CATALOG_FILE)).await?);
+            (catalog.clone(), catalog)
+        }
     })
+}
+
+/// `BACKUPCTL_LEASE_TTL`: seconds an account's lease on a destination lives without
+/// renewal (default [`backup_core::service::DEFAULT_LEASE_TTL`]): how long a killed
+/// process's lease keeps others waiting.
+fn lease_ttl_from_env() -> Result<Option<std::time::Duration>> {
+    match std::env::var("BACKUPCTL_LEASE_TTL") {
+        Ok(text) => {
+            let secs: u64 = text.trim().parse().map_err(|_| {
+                Error::invalid(
+                    "BACKUPCTL_LEASE_TTL",
+                    format!("{text:?}: a number of seconds"),
+                )
+            })?;
+            if secs < 3 {
+                return Err(Error::invalid("BACKUPCTL_LEASE_TTL", "at least 3 seconds"));
+            }
+            Ok(Some(std::time::Duration::from_secs(secs)))
+        }
+        Err(_) => Ok(None),
+    }
 }
 
 impl StateDir {
@@ -101,11 +129,15 @@ impl StateDir {
         vault: MasterKeyVault,
         resolver: UrlResolver,
     ) -> Result<Self> {
-        let catalog = open_catalog(home, catalog).await?;
+        let (catalog, queue) = open_catalog(home, catalog).await?;
         let vault = Arc::new(vault);
-        let server = Server::builder(catalog, vault.clone(), Arc::new(resolver))
+        let mut builder = Server::builder(catalog, vault.clone(), Arc::new(resolver))
             .stat_cache(Arc::new(FsStatCache::new(home.join(STAT_CACHE_DIR))))
-            .build();
+            .queue(queue);
+        if let Some(ttl) = lease_ttl_from_env()? {
+            builder = builder.lease_ttl(ttl);
+        }
+        let server = builder.build();
         Ok(Self {
             home: home.to_path_buf(),
             server,

@@ -9,8 +9,8 @@ use super::{Server, release};
 use crate::engine::{self, BackupReport, BackupRequest, CommitGuard};
 use crate::error::{Error, Result};
 use crate::model::{
-    Account, AccountStatus, BackupLocations, Destination, DestinationClass, ItemKind, Limit,
-    QuotaState, SnapshotKind,
+    Account, AccountStatus, BackupLocations, Destination, DestinationClass, ItemKind, Job, JobId,
+    Limit, PathFilter, QuotaState, SnapshotKind,
 };
 use crate::ports::{AccountSource, EventKind};
 use crate::repo::{AccountRepo, LeaseGuard, Repository, encode_account};
@@ -32,6 +32,10 @@ pub struct BackupJob<'a> {
     pub progress: Arc<dyn OperationProgress>,
     /// Cancels the backup (nothing is recorded).
     pub cancel: CancellationToken,
+    /// The job it runs for (recorded in the snapshot), if any.
+    pub job: Option<JobId>,
+    /// Excludes added to the account's own (the job's).
+    pub excludes: PathFilter,
 }
 
 impl<'a> BackupJob<'a> {
@@ -45,7 +49,22 @@ impl<'a> BackupJob<'a> {
             items: None,
             progress: no_operation_progress(),
             cancel: CancellationToken::new(),
+            job: None,
+            excludes: PathFilter::default(),
         }
+    }
+
+    /// Runs for `job`: the snapshot names it, and the job's excludes are added.
+    pub fn for_job(mut self, job: &Job) -> Self {
+        self.job = Some(job.id);
+        self.excludes = job.excludes.clone();
+        self
+    }
+
+    /// Backs up only these items (those the source has).
+    pub fn with_items(mut self, items: Vec<ItemKind>) -> Self {
+        self.items = Some(items);
+        self
     }
 
     /// Reports progress to `sink`.
@@ -250,6 +269,8 @@ impl Server {
             .with_commit_guard(&guard);
         request.kind = job.kind;
         request.items = job.items.clone();
+        request.job = job.job;
+        request.extra_excludes = job.excludes.clone();
         if let Some(store) = &self.inner.stat_cache {
             request = request.with_stat_cache(store.as_ref());
         }

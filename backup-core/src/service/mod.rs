@@ -25,6 +25,7 @@
 mod accounts;
 mod admin;
 mod backup;
+mod jobs;
 mod progress;
 mod restore;
 mod retention;
@@ -40,14 +41,17 @@ use crate::engine::StatCacheStore;
 use crate::error::{Error, Result};
 use crate::model::{Account, AccountId, Destination, DestinationId, OwnerKey};
 use crate::ports::{
-    Catalog, Clock, Event, EventKind, KeyVault, Notifier, NullNotifier, OpenedKeys, StoreResolver,
-    SystemClock,
+    Catalog, Clock, Event, EventKind, JobQueue, KeyVault, Notifier, NullNotifier, OpenedKeys,
+    SourceProvider, StoreResolver, SystemClock,
 };
 use crate::repo::{AccountRepo, LeaseGuard, RepoConfig, Repository};
 
 pub use accounts::{AccountKeysOutput, NewAccount};
 pub use admin::{RebuildProblem, RebuildReport, RotationReport};
 pub use backup::BackupJob;
+pub use jobs::{
+    DaemonReport, Health, JobHealth, StaleAccount, TaskEnd, WorkerOptions, priority_for,
+};
 pub use progress::{
     NoOperationProgress, OperationEvent, OperationKind, OperationProgress, Phase,
     no_operation_progress,
@@ -77,6 +81,8 @@ pub struct ServerBuilder {
     lease_ttl: Duration,
     lease_wait: Duration,
     shutdown: CancellationToken,
+    queue: Option<Arc<dyn JobQueue>>,
+    sources: Arc<dyn SourceProvider>,
 }
 
 impl ServerBuilder {
@@ -99,7 +105,24 @@ impl ServerBuilder {
             lease_ttl: DEFAULT_LEASE_TTL,
             lease_wait: DEFAULT_LEASE_WAIT,
             shutdown: CancellationToken::new(),
+            queue: None,
+            sources: Arc::new(crate::HomeSources),
         }
+    }
+
+    /// Runs jobs through this queue (normally the catalog's own database: `SqliteCatalog`
+    /// and `PgCatalog` implement [`JobQueue`]). Without one, the job, queue and worker
+    /// calls fail with [`Error::Invalid`].
+    pub fn queue(mut self, queue: Arc<dyn JobQueue>) -> Self {
+        self.queue = Some(queue);
+        self
+    }
+
+    /// Makes the sources a job's workers back up (default [`crate::HomeSources`]: an
+    /// account's directory is its home item).
+    pub fn sources(mut self, sources: Arc<dyn SourceProvider>) -> Self {
+        self.sources = sources;
+        self
     }
 
     /// Cancels every long operation of the server when `token` fires (a daemon's
@@ -161,6 +184,8 @@ impl ServerBuilder {
                 lease_ttl: self.lease_ttl,
                 lease_wait: self.lease_wait,
                 shutdown: self.shutdown,
+                queue: self.queue,
+                sources: self.sources,
                 repos: Mutex::new(HashMap::new()),
             }),
         }
@@ -179,6 +204,8 @@ struct Inner {
     lease_ttl: Duration,
     lease_wait: Duration,
     shutdown: CancellationToken,
+    queue: Option<Arc<dyn JobQueue>>,
+    sources: Arc<dyn SourceProvider>,
     /// Opened destinations by id, with the URL they were opened from.
     repos: Mutex<HashMap<DestinationId, (String, Repository)>>,
 }
