@@ -31,6 +31,7 @@ fn snapshot(account: &Account, minutes_ago: i64) -> Snapshot {
         locked: false,
         lock_until: None,
         identity: None,
+        task: None,
         stats: BackupStats::default(),
     }
 }

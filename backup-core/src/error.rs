@@ -234,17 +234,7 @@ impl Error {
     pub fn is_transient(&self) -> bool {
         match self {
             Error::LeaseHeld { .. } => true,
-            Error::Storage { source } => !matches!(
-                source,
-                object_store::Error::NotFound { .. }
-                    | object_store::Error::AlreadyExists { .. }
-                    | object_store::Error::Precondition { .. }
-                    | object_store::Error::NotSupported { .. }
-                    | object_store::Error::NotImplemented { .. }
-                    | object_store::Error::InvalidPath { .. }
-                    | object_store::Error::PermissionDenied { .. }
-                    | object_store::Error::Unauthenticated { .. }
-            ),
+            Error::Storage { source } => Error::storage_is_transient(source),
             Error::Io { source, .. } => matches!(
                 source.kind(),
                 std::io::ErrorKind::Interrupted
@@ -257,6 +247,24 @@ impl Error {
             Error::Catalog { .. } => true,
             _ => false,
         }
+    }
+
+    /// The storage part of [`Error::is_transient`]: every `object_store` error but those
+    /// naming a definite outcome (missing object, existing object, failed precondition,
+    /// unsupported, bad path, permission, authentication). Stores' own classifiers are
+    /// finer: see `StoreResolver::is_transient`.
+    pub fn storage_is_transient(source: &object_store::Error) -> bool {
+        !matches!(
+            source,
+            object_store::Error::NotFound { .. }
+                | object_store::Error::AlreadyExists { .. }
+                | object_store::Error::Precondition { .. }
+                | object_store::Error::NotSupported { .. }
+                | object_store::Error::NotImplemented { .. }
+                | object_store::Error::InvalidPath { .. }
+                | object_store::Error::PermissionDenied { .. }
+                | object_store::Error::Unauthenticated { .. }
+        )
     }
 
     /// Shorthand for [`Error::SettingRefused`].

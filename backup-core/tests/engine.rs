@@ -408,6 +408,7 @@ async fn crafted_parent_dir_names_are_refused() {
         locked: false,
         lock_until: None,
         identity: None,
+        task: None,
         stats: Default::default(),
     };
     f.handle
@@ -1306,6 +1307,7 @@ async fn snapshots_with_version_1_trees_still_restore() {
         locked: false,
         lock_until: None,
         identity: None,
+        task: None,
         stats: Default::default(),
     };
     // A version 1 object (every referenced blob id): its trees are read as version 1.

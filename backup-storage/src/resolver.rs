@@ -174,6 +174,10 @@ impl StoreResolver for UrlResolver {
         Ok((self.wrap(store), root))
     }
 
+    fn is_transient(&self, error: &object_store::Error) -> bool {
+        crate::is_transient(error)
+    }
+
     async fn sweep_staging(&self, url: &str, older_than: Duration) -> backup_core::Result<u64> {
         let Some(root) = crate::url::local_root(url) else {
             return Ok(0);

@@ -151,6 +151,7 @@ fn snapshot(account: AccountId, created: DateTime<Utc>, n: u64) -> Snapshot {
         locked: false,
         lock_until: None,
         identity: None,
+        task: None,
         stats: BackupStats {
             bytes_read: 9_000_000 + n * 4096,
             bytes_new: 40_000 + n,

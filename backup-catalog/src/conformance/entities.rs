@@ -344,6 +344,7 @@ impl Timed for Snapshot {
             locked: false,
             lock_until: None,
             identity: None,
+            task: None,
             stats: BackupStats {
                 bytes_read: 14_000,
                 bytes_new: 9_000,

@@ -167,6 +167,7 @@ fn request(worker: &str, max: u32, lanes: &Lanes, now: DateTime<Utc>) -> ClaimRe
         lanes: lanes.clone(),
         lease: LEASE,
         now,
+        now_after_lock: false,
     }
 }
 
@@ -1370,6 +1371,7 @@ pub async fn concurrent_claims(queues: &[Arc<dyn JobQueue>]) {
                     lanes: lanes.clone(),
                     lease,
                     now: time(tick()),
+                    now_after_lock: false,
                 };
                 let tasks = ok(queue.claim(&request).await, "concurrent claim");
                 if tasks.is_empty() {

@@ -120,14 +120,20 @@ macro_rules! queue {
 
                 async fn queue_claim(&self, request: &ClaimRequest) -> $crate::Result<Vec<Task>> {
                     let dialect: &st::Dialect = &$dialect;
-                    let now = request.now;
-                    let (now_secs, now_nanos) = split_time(now);
                     let mut tx = self.begin_write().await?;
                     if let Some(lock) = dialect.claim_lock {
                         // The row must be there: a claim that locked nothing would not
                         // take turns.
                         sqlx::query(lock).fetch_one(&mut *tx).await?;
                     }
+                    // Read after the lock: the finish this claim waited for is then
+                    // recorded before it.
+                    let now = if request.now_after_lock {
+                        request.now.max(Utc::now())
+                    } else {
+                        request.now
+                    };
+                    let (now_secs, now_nanos) = split_time(now);
 
                     // 1. Lapsed leases.
                     let lapsed: Vec<(String, i64, i64, i64, i64, i64)> =

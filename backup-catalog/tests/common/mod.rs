@@ -103,6 +103,7 @@ pub fn snapshot(account: AccountId, minutes_ago: i64, bytes: u64) -> Snapshot {
         locked: false,
         lock_until: None,
         identity: None,
+        task: None,
         stats: BackupStats {
             bytes_stored: bytes,
             ..BackupStats::default()

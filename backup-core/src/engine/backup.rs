@@ -37,6 +37,8 @@ pub struct BackupRequest<'a> {
     pub destination: DestinationId,
     /// The job, if any.
     pub job: Option<JobId>,
+    /// The queue task, if any (recorded in the snapshot).
+    pub task: Option<crate::model::TaskId>,
     /// Why the snapshot is taken.
     pub kind: SnapshotKind,
     /// Items to back up; `None` takes every item the source has.
@@ -93,6 +95,7 @@ impl<'a> BackupRequest<'a> {
             account,
             destination,
             job: None,
+            task: None,
             kind: SnapshotKind::OnDemand,
             items: None,
             extra_excludes: PathFilter::default(),
@@ -332,6 +335,7 @@ pub async fn backup(
         locked: false,
         lock_until: None,
         identity: None,
+        task: request.task,
         stats: BackupStats {
             bytes_read,
             bytes_new: pack_stats.bytes_new,

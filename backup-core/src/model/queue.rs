@@ -11,7 +11,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use super::ids::{AccountId, DestinationId, JobId, RunId, TaskId};
-use crate::error::{Error, ErrorKind, Result};
+use crate::error::{Error, Result};
 
 /// What a task does.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -373,10 +373,11 @@ impl RetryPolicy {
         self.base.saturating_mul(factor).min(self.max_backoff)
     }
 
-    /// Whether a task whose attempt `attempt` failed with `error` goes back to the queue:
-    /// the error is transient ([`Error::is_transient`]) and attempts remain.
-    pub fn retries(&self, error: &Error, attempt: u32, max_attempts: u32) -> bool {
-        error.is_transient() && error.kind() != ErrorKind::Cancelled && attempt < max_attempts
+    /// Whether a task whose attempt `attempt` failed goes back to the queue: its error was
+    /// transient ([`Error::is_transient`], or the store resolver's finer rule for storage
+    /// errors) and attempts remain.
+    pub fn retries(&self, transient: bool, attempt: u32, max_attempts: u32) -> bool {
+        transient && attempt < max_attempts
     }
 }
 
@@ -516,6 +517,11 @@ pub struct ClaimRequest {
     pub lease: Duration,
     /// The time of the claim.
     pub now: DateTime<Utc>,
+    /// Take the claim's time from the system clock once the queue's lock is held (the later
+    /// of it and `now`): a claim that waited for the lock while another worker ended an
+    /// account's task is then recorded after that end, so the attempts history shows the
+    /// order things happened in. Workers set it; tests with explicit times do not.
+    pub now_after_lock: bool,
 }
 
 #[cfg(test)]
@@ -554,14 +560,9 @@ mod tests {
         assert_eq!(r.backoff(1), Duration::from_secs(30));
         assert_eq!(r.backoff(2), Duration::from_secs(60));
         assert_eq!(r.backoff(40), Duration::from_secs(3600));
-        let transient = Error::LeaseHeld {
-            account: "a".into(),
-            holder: "b".into(),
-            expires: "later".into(),
-        };
-        assert!(r.retries(&transient, 1, 3));
-        assert!(!r.retries(&transient, 3, 3));
-        assert!(!r.retries(&Error::invalid("x", "y"), 1, 3));
+        assert!(r.retries(true, 1, 3));
+        assert!(!r.retries(true, 3, 3));
+        assert!(!r.retries(false, 1, 3));
         let b = BreakerPolicy::default();
         assert_eq!(b.pause_after(2), None);
         assert_eq!(b.pause_after(3), Some(Duration::from_secs(300)));

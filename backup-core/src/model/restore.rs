@@ -361,6 +361,7 @@ mod tests {
             locked: false,
             lock_until: None,
             identity: None,
+            task: None,
             stats: Default::default(),
         }
     }

@@ -639,6 +639,7 @@ mod tests {
             locked: false,
             lock_until: None,
             identity: None,
+            task: None,
             stats: BackupStats::default(),
         }
     }

@@ -6,7 +6,7 @@ use std::str::FromStr;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use super::ids::{AccountId, DestinationId, JobId, SnapshotId};
+use super::ids::{AccountId, DestinationId, JobId, SnapshotId, TaskId};
 use super::item::ItemKind;
 use crate::error::{Error, Result};
 
@@ -213,6 +213,10 @@ pub struct Snapshot {
     /// the old identity's prefix and keys (see [`Snapshot::storage_account`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub identity: Option<AccountId>,
+    /// The queue task whose backup recorded it, if any: a task claimed again after its
+    /// worker died finds its snapshot here and is not run twice.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub task: Option<TaskId>,
     /// What the backup run stored.
     pub stats: BackupStats,
 }
@@ -279,6 +283,7 @@ mod tests {
             locked: false,
             lock_until: None,
             identity: None,
+            task: None,
             stats: BackupStats::default(),
         };
         let mut value = serde_json::to_value(&snapshot).unwrap();

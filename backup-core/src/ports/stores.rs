@@ -26,4 +26,12 @@ pub trait StoreResolver: Send + Sync + Debug + 'static {
         let _ = (url, older_than);
         Ok(0)
     }
+
+    /// Whether a storage error of this resolver's stores is worth trying again later (a
+    /// queued task is retried with backoff, not failed). The default is
+    /// [`crate::Error::is_transient`]'s rule; a resolver that knows its stores' error types
+    /// (a local `ENOTDIR` is permanent, a reset SSH session is not) answers better.
+    fn is_transient(&self, error: &object_store::Error) -> bool {
+        crate::Error::storage_is_transient(error)
+    }
 }

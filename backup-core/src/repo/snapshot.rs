@@ -405,6 +405,7 @@ impl SnapshotObject {
                 locked: false,
                 lock_until: None,
                 identity: None,
+                task: None,
                 stats: header.stats,
             },
             references: header.references,

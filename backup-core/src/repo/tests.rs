@@ -75,6 +75,7 @@ fn object(account: AccountId, refs: References, files: u64) -> SnapshotObject {
             locked: false,
             lock_until: None,
             identity: None,
+            task: None,
             stats: BackupStats {
                 bytes_read: 5,
                 ..Default::default()

@@ -10,7 +10,7 @@ use crate::engine::{self, BackupReport, BackupRequest, CommitGuard};
 use crate::error::{Error, Result};
 use crate::model::{
     Account, AccountStatus, BackupLocations, Destination, DestinationClass, ItemKind, Job, JobId,
-    Limit, PathFilter, QuotaState, SnapshotKind,
+    Limit, PathFilter, QuotaState, SnapshotKind, TaskId,
 };
 use crate::ports::{AccountSource, EventKind};
 use crate::repo::{AccountRepo, LeaseGuard, Repository, encode_account};
@@ -34,6 +34,8 @@ pub struct BackupJob<'a> {
     pub cancel: CancellationToken,
     /// The job it runs for (recorded in the snapshot), if any.
     pub job: Option<JobId>,
+    /// The queue task it runs for (recorded in the snapshot), if any.
+    pub task: Option<TaskId>,
     /// Excludes added to the account's own (the job's).
     pub excludes: PathFilter,
 }
@@ -50,6 +52,7 @@ impl<'a> BackupJob<'a> {
             progress: no_operation_progress(),
             cancel: CancellationToken::new(),
             job: None,
+            task: None,
             excludes: PathFilter::default(),
         }
     }
@@ -270,6 +273,7 @@ impl Server {
         request.kind = job.kind;
         request.items = job.items.clone();
         request.job = job.job;
+        request.task = job.task;
         request.extra_excludes = job.excludes.clone();
         if let Some(store) = &self.inner.stat_cache {
             request = request.with_stat_cache(store.as_ref());

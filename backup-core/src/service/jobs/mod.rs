@@ -281,9 +281,84 @@ impl Server {
         trigger: RunTrigger,
         slot: Option<DateTime<Utc>>,
     ) -> Result<Option<(JobRun, Vec<TaskId>)>> {
+        let accounts = self.inner.catalog.list_accounts().await?;
+        self.start_run_of(job, trigger, slot, accounts).await
+    }
+
+    /// "Create snapshot": queues a run of the on-demand job for one account (its items,
+    /// destinations and excludes; on-demand snapshots, counted against the account's cap).
+    /// Fails with [`Error::NotFound`] when no job is the on-demand job, and with
+    /// [`Error::SettingRefused`] when the job does not take the account (status, selection).
+    pub async fn queue_snapshot(&self, account: &Account) -> Result<(JobRun, Vec<TaskId>)> {
+        let job = self
+            .on_demand_job()
+            .await?
+            .ok_or_else(|| Error::not_found("an on-demand job (job add NAME --on-demand)"))?;
+        let account = self
+            .inner
+            .catalog
+            .get_account(account.id)
+            .await?
+            .ok_or_else(|| Error::not_found(format!("account {}", account.username)))?;
+        if !job.takes(&job.accounts.matcher()?, &account) {
+            return Err(Error::setting(
+                "on-demand job",
+                format!(
+                    "the on-demand job {} does not back up account {} (its status or the job's selection)",
+                    job.name, account.username
+                ),
+            ));
+        }
+        self.start_run_of(&job, RunTrigger::Manual, None, vec![account])
+            .await?
+            .ok_or_else(|| Error::refused("a run of the on-demand job was just started"))
+    }
+
+    /// Queues one task of `kind` (verify, retention, ...) for `account`, on `destination`
+    /// when given, with the account's priority for the kind; `payload` is the kind's
+    /// parameters (verify: `{"read_data": true}`; retention: none, or the job's policy when
+    /// `job` is given).
+    pub async fn queue_task(
+        &self,
+        kind: TaskKind,
+        account: &Account,
+        destination: Option<&str>,
+        job: Option<JobId>,
+        payload: serde_json::Value,
+    ) -> Result<TaskId> {
+        let destination = match destination {
+            Some(name) => Some(self.destination(name).await?.id),
+            None => None,
+        };
+        let groups = self.priority_groups().await?;
+        let now = self.now();
+        let task = NewTask {
+            kind,
+            account: account.id,
+            username: account.username.to_string(),
+            job,
+            run: None,
+            destination,
+            priority: priority_for(account, kind, &groups),
+            not_before: now,
+            max_attempts: RetryPolicy::default().max_attempts,
+            payload,
+        };
+        let ids = self.queue()?.enqueue(&[task], now).await?;
+        ids.into_iter().next().ok_or_else(|| Error::Internal {
+            reason: "the queue returned no id for an enqueued task".into(),
+        })
+    }
+
+    async fn start_run_of(
+        &self,
+        job: &Job,
+        trigger: RunTrigger,
+        slot: Option<DateTime<Utc>>,
+        accounts: Vec<Account>,
+    ) -> Result<Option<(JobRun, Vec<TaskId>)>> {
         let queue = self.queue()?.clone();
         let now = self.now();
-        let accounts = self.inner.catalog.list_accounts().await?;
         let groups = self.priority_groups().await?;
         let matcher = job.accounts.matcher()?;
         let pending: HashSet<(AccountId, Option<crate::model::DestinationId>)> = queue

@@ -199,6 +199,7 @@ impl Server {
                         lanes: options.lanes.clone(),
                         lease: options.lease,
                         now: self.now(),
+                        now_after_lock: true,
                     })
                     .await?;
                 claimed = tasks.len();
@@ -344,7 +345,15 @@ impl Server {
                         .record_destination(d, Some(&message), &options.breaker, now)
                         .await;
                 }
-                if options.retry.retries(&e, task.attempts, task.max_attempts) {
+                let transient = match &e {
+                    Error::Storage { source } => self.inner.resolver.is_transient(source),
+                    Error::Cancelled => false,
+                    other => other.is_transient(),
+                };
+                if options
+                    .retry
+                    .retries(transient, task.attempts, task.max_attempts)
+                {
                     let wait = options.retry.backoff(task.attempts);
                     let not_before = now + chrono::Duration::from_std(wait).unwrap_or_default();
                     match queue
@@ -435,25 +444,18 @@ impl Server {
             None => return Err(Error::invalid("task", "a backup task names a destination")),
         };
         // A task whose attempt committed its snapshot but died before ending the task is
-        // not run again: the snapshot of this job on this destination, taken after the
-        // task was enqueued, is its work.
-        if let Some(job) = &job {
-            let done = self
-                .inner
-                .catalog
-                .list_snapshots(account.id)
-                .await?
-                .into_iter()
-                .find(|s| {
-                    s.job == Some(job.id)
-                        && s.destination == destination.id
-                        && s.created >= task.enqueued
-                });
-            if let Some(s) = done {
-                return Ok(Outcome::Done {
-                    message: format!("snapshot {} (recorded by an earlier attempt)", s.id),
-                });
-            }
+        // not run again: the snapshot names the task.
+        let done = self
+            .inner
+            .catalog
+            .list_snapshots(account.id)
+            .await?
+            .into_iter()
+            .find(|s| s.task == Some(task.id));
+        if let Some(s) = done {
+            return Ok(Outcome::Done {
+                message: format!("snapshot {} (recorded by an earlier attempt)", s.id),
+            });
         }
         let dir = self.source_dir(account).await?;
         let meta = tokio::fs::symlink_metadata(&dir).await;
@@ -470,6 +472,7 @@ impl Server {
             .with_kind(payload.kind)
             .with_cancel(cancel)
             .with_progress(progress);
+        backup.task = Some(task.id);
         if let Some(job) = &job {
             backup = backup.for_job(job).with_items(job.items.clone());
         }
