@@ -286,3 +286,290 @@ pub fn change_two_percent(root: &Path, scale: f64, round: u64) -> std::io::Resul
     }
     Ok(stats)
 }
+
+/// The seed of [`generate_accounts`] unless the runner is given another.
+pub const DEFAULT_ACCOUNTS_SEED: u64 = 0x4e16_4700_0000_0500;
+
+/// The username (and home directory name) of account `i` of [`generate_accounts`].
+pub fn account_name(i: usize) -> String {
+    format!("user{i:04}")
+}
+
+/// Where each account of [`generate_accounts`] keeps its database dump.
+pub const DUMP_PATH: &str = "backups/db.sql";
+
+/// A uniform draw in [0, 1).
+fn unit(g: &mut Gen) -> f64 {
+    (g.next() >> 11) as f64 / (1u64 << 53) as f64
+}
+
+/// `n` bytes of text on one line (no newline; no single quote), for SQL values.
+fn line_text(g: &mut Gen, n: usize) -> Vec<u8> {
+    let mut t = g.text(n);
+    for b in &mut t {
+        if *b == b'\n' {
+            *b = b' ';
+        }
+    }
+    t
+}
+
+/// A mail as a maildir file holds it: headers, then `n` bytes of body text about.
+fn mail(g: &mut Gen, user: &str, j: usize, n: usize) -> Vec<u8> {
+    let mut out = format!(
+        "Return-Path: <sender{0}@example.net>\nDelivered-To: {user}@{user}.example.com\n\
+         Received: from mx{1}.example.net (mx{1}.example.net [192.0.2.{1}])\n\tby host.example.com with ESMTPS id {2:016x}\n\t\
+         for <{user}@{user}.example.com>; Sat, 21 Nov 2026 0{3}:{4:02}:00 +0000\n\
+         From: Sender {0} <sender{0}@example.net>\nTo: {user}@{user}.example.com\n\
+         Subject: order {5} invoice\nDate: Sat, 21 Nov 2026 0{3}:{4:02}:00 +0000\n\
+         Message-ID: <{2:016x}@example.net>\nMIME-Version: 1.0\n\
+         Content-Type: text/plain; charset=utf-8\n\n",
+        j % 97,
+        j % 250,
+        g.next(),
+        j % 10,
+        j % 60,
+        g.next() % 100_000
+    )
+    .into_bytes();
+    let body = n.saturating_sub(out.len()).max(64);
+    out.extend_from_slice(&g.text(body));
+    out
+}
+
+/// A database dump as `mysqldump` writes it (tables, extended inserts of rows of ids,
+/// dates, numbers and text), about `n` bytes.
+fn sql_dump(g: &mut Gen, user: &str, n: usize) -> Vec<u8> {
+    const TABLES: [(&str, &str); 5] = [
+        (
+            "wp_posts",
+            "`ID` bigint unsigned NOT NULL AUTO_INCREMENT,\n  `post_date` datetime NOT NULL,\n  `post_author` bigint unsigned NOT NULL DEFAULT '0',\n  `post_content` longtext NOT NULL,\n  `post_status` varchar(20) NOT NULL DEFAULT 'publish'",
+        ),
+        (
+            "wp_postmeta",
+            "`meta_id` bigint unsigned NOT NULL AUTO_INCREMENT,\n  `post_id` bigint unsigned NOT NULL DEFAULT '0',\n  `meta_key` varchar(255) DEFAULT NULL,\n  `meta_value` longtext",
+        ),
+        (
+            "wp_comments",
+            "`comment_ID` bigint unsigned NOT NULL AUTO_INCREMENT,\n  `comment_date` datetime NOT NULL,\n  `comment_author` tinytext NOT NULL,\n  `comment_content` text NOT NULL,\n  `comment_approved` varchar(20) NOT NULL DEFAULT '1'",
+        ),
+        (
+            "wp_options",
+            "`option_id` bigint unsigned NOT NULL AUTO_INCREMENT,\n  `option_name` varchar(191) NOT NULL DEFAULT '',\n  `option_value` longtext NOT NULL,\n  `autoload` varchar(20) NOT NULL DEFAULT 'yes'",
+        ),
+        (
+            "wc_orders",
+            "`id` bigint unsigned NOT NULL,\n  `date_created_gmt` datetime DEFAULT NULL,\n  `customer_id` bigint unsigned DEFAULT NULL,\n  `billing_email` varchar(320) DEFAULT NULL,\n  `total_amount` decimal(26,8) DEFAULT NULL",
+        ),
+    ];
+    let mut out = format!(
+        "-- MySQL dump 10.13  Distrib 8.0.39, for Linux (x86_64)\n--\n-- Host: localhost    Database: {user}_wp\n\
+         -- ------------------------------------------------------\n-- Server version\t8.0.39\n\n\
+         /*!40101 SET @OLD_CHARACTER_SET_CLIENT=@@CHARACTER_SET_CLIENT */;\n/*!50503 SET NAMES utf8mb4 */;\n\
+         /*!40103 SET TIME_ZONE='+00:00' */;\n/*!40014 SET @OLD_UNIQUE_CHECKS=@@UNIQUE_CHECKS, UNIQUE_CHECKS=0 */;\n\n"
+    )
+    .into_bytes();
+    let per_table = n / TABLES.len();
+    for (t, (table, columns)) in TABLES.iter().enumerate() {
+        out.extend_from_slice(
+            format!(
+                "--\n-- Table structure for table `{table}`\n--\n\nDROP TABLE IF EXISTS `{table}`;\n\
+                 CREATE TABLE `{table}` (\n  {columns},\n  PRIMARY KEY (`{}`)\n) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_unicode_520_ci;\n\n\
+                 LOCK TABLES `{table}` WRITE;\n/*!40000 ALTER TABLE `{table}` DISABLE KEYS */;\n",
+                columns.split('`').nth(1).unwrap_or("id")
+            )
+            .as_bytes(),
+        );
+        let end = if t + 1 == TABLES.len() {
+            n
+        } else {
+            out.len() + per_table
+        };
+        let mut id = 1u64;
+        while out.len() < end {
+            out.extend_from_slice(format!("INSERT INTO `{table}` VALUES ").as_bytes());
+            // mysqldump's extended inserts: up to about 64 KiB per statement.
+            let stop = (out.len() + 65_536).min(end.max(out.len() + 1));
+            let mut first = true;
+            while out.len() < stop {
+                if !first {
+                    out.push(b',');
+                }
+                first = false;
+                let r = g.next();
+                let len = 16 + (r % 240) as usize;
+                let day = 1 + id % 28;
+                let row = match t {
+                    0 | 2 => format!(
+                        "({id},'2026-{:02}-{day:02} {:02}:{:02}:{:02}',{},'",
+                        1 + id % 12,
+                        r % 24,
+                        (r >> 8) % 60,
+                        (r >> 16) % 60,
+                        1 + (r >> 24) % 20
+                    ),
+                    1 => format!("({id},{},'_meta_{}','", 1 + id / 7, (r >> 8) % 40),
+                    3 => format!("({id},'option_{}','", (r >> 8) % 500),
+                    _ => format!(
+                        "({id},'2026-{:02}-{day:02} 12:00:00',{},'customer{}@example.com','",
+                        1 + id % 12,
+                        (r >> 8) % 5000,
+                        (r >> 8) % 5000
+                    ),
+                };
+                out.extend_from_slice(row.as_bytes());
+                match t {
+                    4 => out.extend_from_slice(
+                        format!("{}.{:02}000000')", (r >> 20) % 900, (r >> 30) % 100).as_bytes(),
+                    ),
+                    _ => {
+                        out.extend_from_slice(&line_text(g, len));
+                        out.extend_from_slice(if t == 3 { b"','yes')" } else { b"','publish')" });
+                    }
+                }
+                id += 1;
+            }
+            out.extend_from_slice(b";\n");
+        }
+        out.extend_from_slice(
+            format!("/*!40000 ALTER TABLE `{table}` ENABLE KEYS */;\nUNLOCK TABLES;\n\n")
+                .as_bytes(),
+        );
+    }
+    out.extend_from_slice(b"-- Dump completed on 2026-11-22  3:00:01\n");
+    out
+}
+
+/// Writes `accounts` home directories under `root` (`root/user0000`, ...; see
+/// [`account_name`]), shaped like a hosting server's: each has 50-400 files (most accounts
+/// few: 50 + 350 u^2) under `public_html/` (pages, scripts and styles of text, images of
+/// random bytes), `mail/` (maildir messages), `etc/` (small configuration files) and
+/// `tmp/` (sessions), most of 1-30 KiB (1 + 29 u^5 KiB) and one in 200 of 64-400 KiB, plus
+/// a database dump at [`DUMP_PATH`] of 0.5-3 MiB (0.5 + 2.5 u^4 MiB) of SQL text. About
+/// 2.1 MiB and 170 files per account: 500 accounts of [`DEFAULT_ACCOUNTS_SEED`] are
+/// 1,069 MiB in 83,981 files.
+/// Deterministic: the same `seed` gives the same trees, and writing them again over
+/// themselves (after [`change_accounts`]) restores them without deleting anything.
+pub fn generate_accounts(root: &Path, accounts: usize, seed: u64) -> std::io::Result<DatasetStats> {
+    const WEB_DIRS: [&str; 6] = [
+        "public_html",
+        "public_html/wp-includes",
+        "public_html/wp-content/themes/shop",
+        "public_html/wp-content/plugins/cart",
+        "public_html/assets/css",
+        "public_html/assets/js",
+    ];
+    const WEB_EXT: [&str; 6] = ["php", "php", "php", "php", "css", "js"];
+    let mut s = DatasetStats::default();
+    for a in 0..accounts {
+        let user = account_name(a);
+        let mut g = Gen(mix(seed ^ a as u64) | 1);
+        let u = unit(&mut g);
+        let files = 50 + (350.0 * u * u) as usize;
+        for j in 0..files {
+            let kind = g.next() % 100;
+            let size = if g.next().is_multiple_of(200) {
+                (64 * 1024) + (unit(&mut g) * 336.0 * 1024.0) as usize
+            } else {
+                1024 + (unit(&mut g).powi(5) * 29.0 * 1024.0) as usize
+            };
+            let (rel, data) = match kind {
+                0..50 => {
+                    let d = (j / 7) % WEB_DIRS.len();
+                    (
+                        format!("{}/file{j}.{}", WEB_DIRS[d], WEB_EXT[d]),
+                        g.text(size),
+                    )
+                }
+                50..62 => (
+                    format!(
+                        "public_html/wp-content/uploads/2026/{:02}/image{j}.jpg",
+                        1 + j % 12
+                    ),
+                    g.random(size),
+                ),
+                62..90 => (
+                    format!(
+                        "mail/{user}.example.com/{}/cur/{}.M{j}P{a}.host,S={size}:2,S",
+                        ["info", "sales", "admin"][j % 3],
+                        1_763_000_000 + j * 3_613
+                    ),
+                    mail(&mut g, &user, j, size),
+                ),
+                90..96 => (
+                    format!("etc/{user}.example.com/conf{j}"),
+                    g.text(size.min(2048)),
+                ),
+                _ => (format!("tmp/sess_{:016x}", g.next()), g.text(size)),
+            };
+            write(root, &format!("{user}/{rel}"), &data, &mut s)?;
+        }
+        let dump = (512.0 * 1024.0 + unit(&mut g).powi(4) * 2.5 * 1048576.0) as usize;
+        let data = sql_dump(&mut g, &user, dump);
+        write(root, &format!("{user}/{DUMP_PATH}"), &data, &mut s)?;
+    }
+    Ok(s)
+}
+
+/// SplitMix64's finalizer: a well-mixed hash of `x`.
+fn mix(mut x: u64) -> u64 {
+    x = x.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    x = (x ^ (x >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    x = (x ^ (x >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    x ^ (x >> 31)
+}
+
+/// The regular files under `dir`, sorted.
+fn sorted_files(dir: &Path) -> std::io::Result<Vec<std::path::PathBuf>> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d)? {
+            let e = e?;
+            let t = e.file_type()?;
+            if t.is_dir() {
+                stack.push(e.path());
+            } else if t.is_file() {
+                out.push(e.path());
+            }
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
+/// Changes about 2 % of the files of each account of [`generate_accounts`] under `root`
+/// (round `round`, from 1): a file is changed when a hash of its account, its place in the
+/// account's sorted file list and the round is a multiple of 50; a changed dump gets new
+/// rows appended, any other file a line. Nothing is created or deleted. Returns how many
+/// files changed.
+pub fn change_accounts(root: &Path, accounts: usize, round: u64) -> std::io::Result<u64> {
+    let mut changed = 0;
+    for a in 0..accounts {
+        let user = account_name(a);
+        let home = root.join(&user);
+        for (k, p) in sorted_files(&home)?.into_iter().enumerate() {
+            let h = mix(mix(((a as u64) << 32) | k as u64) ^ round);
+            if !h.is_multiple_of(50) {
+                continue;
+            }
+            let mut g = Gen(h | 1);
+            let mut data = std::fs::read(&p)?;
+            if p.ends_with(DUMP_PATH) {
+                let rows = g.text(4096).len();
+                data.extend_from_slice(
+                    format!(
+                        "INSERT INTO `wp_comments` VALUES ({round}000001,'2026-11-22 01:00:00','night {round}','{}','1');\n",
+                        String::from_utf8_lossy(&line_text(&mut g, rows))
+                    )
+                    .as_bytes(),
+                );
+            } else {
+                data.extend_from_slice(format!("\n<!-- changed in round {round} -->\n").as_bytes());
+            }
+            std::fs::write(&p, data)?;
+            changed += 1;
+        }
+    }
+    Ok(changed)
+}

@@ -5,4 +5,5 @@
 //! - [`dataset`]: the deterministic dataset it backs up.
 
 pub mod dataset;
+pub mod night;
 pub mod retention;

@@ -6,6 +6,7 @@
 //! cargo build --release --example backupctl
 //! cargo run --release -p backup-benches --bin e2e -- [--scale 1.0] [--runs 3] [--dir /tmp/backup-bench] [--tools ours,restic,borg,rustic] [--dataset hosting|small-files] [--keep]
 //! cargo run --release -p backup-benches --bin e2e -- --case retention [--backups 30] [--keep-last 7] [--no-overlap] [--tools ours,restic,borg] ...
+//! cargo run --release -p backup-benches --bin e2e -- --case night [--accounts 500] [--runs 1] [--no-changed-night] [--s3 [--s3-accounts 50]] ...
 //! ```
 //! Peak RSS comes from GNU time (`apt-get install time`). Every tool runs with encryption on
 //! and its default compression; the page cache is warm for all of them: before each timed
@@ -28,6 +29,16 @@
 //! forget. The tools share one dataset, generated again in place before each tool's run, and
 //! each run's repositories go once measured (unless `--keep`), to bound the disk used; with
 //! no restore there is no wait after removals.
+//!
+//! `--case night` ([`backup_benches::night`]): `--accounts` home directories
+//! ([`dataset::generate_accounts`], generated again in place before each run), backed up by
+//! one job of ours (`job run night --wait --workers 2 --lanes backup=2`, one process; the
+//! accounts added with `account add USER --source HOME`, not timed) and by restic, one
+//! repository per account (`restic init` not timed), two `restic backup` processes at a
+//! time: a first night, a no-change night and a night after [`dataset::change_accounts`],
+//! the tools taking turns. Nights create many files, so none starts within [`SETTLE`] of
+//! the runner removing an earlier run's files. With `--s3`, ours also runs a first and a
+//! no-change night of `--s3-accounts` accounts into moto through a request counter.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -35,6 +46,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
 
 use backup_benches::dataset::{self, Dataset};
+use backup_benches::night;
 use backup_benches::retention::{self, Overlap, PruneSummary, RetentionRow, RetentionRun, Sample};
 
 #[derive(Debug, Clone, Copy, Default)]
@@ -164,12 +176,8 @@ impl Timed {
     /// Waits for the command; dies if it failed. Returns its wall time and peak RSS, and its
     /// standard output.
     fn finish(self) -> (Measure, Vec<u8>) {
-        let what = self.what;
-        let output = self
-            .child
-            .wait_with_output()
-            .unwrap_or_else(|e| die(format!("{what}: {e}")));
-        let wall = self.started.elapsed().as_secs_f64();
+        let what = self.what.clone();
+        let (m, output) = self.wait();
         if !output.status.success() {
             die(format!(
                 "{what} failed: {}{}",
@@ -177,6 +185,17 @@ impl Timed {
                 String::from_utf8_lossy(&output.stderr)
             ));
         }
+        (m, output.stdout)
+    }
+
+    /// Waits for the command, failed or not: its wall time and peak RSS, and its output.
+    fn wait(self) -> (Measure, std::process::Output) {
+        let what = self.what;
+        let output = self
+            .child
+            .wait_with_output()
+            .unwrap_or_else(|e| die(format!("{what}: {e}")));
+        let wall = self.started.elapsed().as_secs_f64();
         let text = std::fs::read_to_string(&self.out_file).unwrap_or_default();
         let _ = std::fs::remove_file(&self.out_file);
         let last = text.lines().last().unwrap_or("");
@@ -188,7 +207,7 @@ impl Timed {
                 secs: wall,
                 rss_kib,
             },
-            output.stdout,
+            output,
         )
     }
 }
@@ -685,6 +704,416 @@ fn overlap(
     o
 }
 
+/// What the night case does in each run (`--case night`).
+#[derive(Debug, Clone)]
+struct NightCase {
+    accounts: usize,
+    seed: u64,
+    /// Run the night after about 2 % of the files changed.
+    changed_night: bool,
+    /// Measure our S3 requests (on `s3_accounts` accounts), when moto is there.
+    s3: bool,
+    s3_accounts: usize,
+    runs: usize,
+    keep: bool,
+}
+
+/// The night case's directories and tools for one run.
+struct NightCtx<'a> {
+    case: &'a NightCase,
+    work: &'a Path,
+    data: &'a Path,
+    backupctl: &'a Path,
+    run: usize,
+}
+
+impl NightCtx<'_> {
+    fn home(&self, i: usize) -> PathBuf {
+        self.data.join(dataset::account_name(i))
+    }
+
+    /// Ours: the state directory and repository of this run (`tag` apart).
+    fn ours_dirs(&self, tag: &str) -> (PathBuf, PathBuf) {
+        (
+            self.work
+                .join(format!("state-ours-night{tag}-{}", self.run)),
+            self.work.join(format!("repo-ours-night{tag}-{}", self.run)),
+        )
+    }
+
+    /// restic: the directory of the run's repositories (one per account) and its cache.
+    fn restic_dirs(&self) -> (PathBuf, PathBuf) {
+        (
+            self.work.join(format!("repo-restic-night-{}", self.run)),
+            self.work.join(format!("state-restic-night-{}", self.run)),
+        )
+    }
+
+    fn restic(&self, i: usize, args: &[&str]) -> Command {
+        let (repos, cache) = self.restic_dirs();
+        let mut c = Command::new("restic");
+        c.env("RESTIC_PASSWORD", "bench")
+            .env("RESTIC_CACHE_DIR", cache)
+            .arg("-r")
+            .arg(repos.join(dataset::account_name(i)))
+            .arg("-q")
+            .args(args);
+        c
+    }
+}
+
+/// `backupctl --home STATE ARGS...`.
+fn ours_at(backupctl: &Path, state: &Path, args: &[&str]) -> Command {
+    let mut c = Command::new(backupctl);
+    c.arg("--home").arg(state).args(args);
+    c
+}
+
+/// Our server for accounts `0..accounts`: the state directory, a destination `d` at `url`,
+/// an account per home directory (`account add USER --source HOME --encryption server`, one
+/// process each) and the job (`job add night --destination d --schedule manual`). Returns
+/// the wall seconds.
+fn night_ours_set_up(ctx: &NightCtx, state: &Path, url: &str, accounts: usize) -> f64 {
+    let t0 = Instant::now();
+    let run = |args: &[&str], what: &str| {
+        run_ok(&mut ours_at(ctx.backupctl, state, args), what);
+    };
+    run(&["init"], "ours init");
+    run(&["destination", "add", "d", url], "ours destination add");
+    for i in 0..accounts {
+        let user = dataset::account_name(i);
+        let home = ctx.home(i).display().to_string();
+        run(
+            &[
+                "account",
+                "add",
+                &user,
+                "--source",
+                &home,
+                "--encryption",
+                "server",
+            ],
+            &format!("ours account add {user}"),
+        );
+    }
+    run(
+        &[
+            "job",
+            "add",
+            night::JOB,
+            "--destination",
+            "d",
+            "--schedule",
+            "manual",
+        ],
+        "ours job add",
+    );
+    t0.elapsed().as_secs_f64()
+}
+
+/// One night of ours: `job run night --wait --workers 2 --lanes backup=2 --json`, timed
+/// with its peak RSS, the dataset read first; `Err` unless it exits 0 with every one of
+/// `accounts` tasks `done`.
+fn night_ours(
+    ctx: &NightCtx,
+    state: &Path,
+    accounts: usize,
+    what: &str,
+) -> Result<Measure, String> {
+    let lanes = night::LANES.to_string();
+    let c = ours_at(
+        ctx.backupctl,
+        state,
+        &[
+            "job",
+            "run",
+            night::JOB,
+            "--wait",
+            "--workers",
+            &lanes,
+            "--lanes",
+            &format!("backup={lanes}"),
+            "--json",
+        ],
+    );
+    let homes: Vec<PathBuf> = (0..accounts).map(|i| ctx.home(i)).collect();
+    prepare(&homes.iter().map(PathBuf::as_path).collect::<Vec<_>>());
+    let (m, out) = Timed::start(&c, what).wait();
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+    let states = night::TaskStates::from_json(&doc);
+    let checked = states.check(accounts);
+    if !out.status.success() || checked.is_err() {
+        return Err(format!(
+            "{what}: {} ({}); stderr: {}",
+            out.status,
+            checked.err().unwrap_or_else(|| "every task done".into()),
+            String::from_utf8_lossy(&out.stderr)
+                .lines()
+                .take(10)
+                .collect::<Vec<_>>()
+                .join(" | ")
+        ));
+    }
+    Ok(m)
+}
+
+/// restic's set-up: `restic init` of a repository per account, [`night::LANES`] at a time.
+/// Returns the wall seconds.
+fn night_restic_set_up(ctx: &NightCtx) -> f64 {
+    let (repos, _) = ctx.restic_dirs();
+    std::fs::create_dir_all(&repos).unwrap_or_else(|e| die(e));
+    let t0 = Instant::now();
+    let next = AtomicUsize::new(0);
+    std::thread::scope(|s| {
+        for _ in 0..night::LANES {
+            s.spawn(|| {
+                loop {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    if i >= ctx.case.accounts {
+                        break;
+                    }
+                    run_ok(&mut ctx.restic(i, &["init"]), "restic init");
+                }
+            });
+        }
+    });
+    t0.elapsed().as_secs_f64()
+}
+
+/// One night of restic: `restic backup HOME` into each account's repository,
+/// [`night::LANES`] processes at a time, each account's home read just before its backup.
+/// The night's time is the longest lane's time in restic (those reads left out); the RSS
+/// is that of the largest process.
+fn night_restic(ctx: &NightCtx, what: &str) -> Measure {
+    prepare(&[]);
+    let t0 = Instant::now();
+    let next = AtomicUsize::new(0);
+    let lanes: Vec<Measure> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..night::LANES)
+            .map(|_| {
+                s.spawn(|| {
+                    let mut lane = Measure::default();
+                    loop {
+                        let i = next.fetch_add(1, Ordering::Relaxed);
+                        if i >= ctx.case.accounts {
+                            break;
+                        }
+                        let home = ctx.home(i);
+                        warm(&home);
+                        let c = ctx.restic(i, &["backup", &home.display().to_string()]);
+                        let (m, _) = Timed::start(&c, &format!("{what}, account {i}")).finish();
+                        lane.secs += m.secs;
+                        lane.rss_kib = lane.rss_kib.max(m.rss_kib);
+                    }
+                    lane
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().unwrap_or_else(|_| die("a restic lane panicked")))
+            .collect()
+    });
+    let m = Measure {
+        secs: lanes.iter().map(|l| l.secs).fold(0.0, f64::max),
+        rss_kib: lanes.iter().map(|l| l.rss_kib).max().unwrap_or(0),
+    };
+    eprintln!(
+        "{what}: {:.2} s in restic's lanes ({:.2} s of wall time with the reads before each account)",
+        m.secs,
+        t0.elapsed().as_secs_f64()
+    );
+    m
+}
+
+/// The night case: `runs` runs, each generating the accounts again in place, setting every
+/// tool up, then the nights, the tools taking turns; then our S3 requests when asked.
+fn night_case(work: &Path, backupctl: &Path, tools: &[String], case: &NightCase) {
+    std::fs::create_dir_all(work).unwrap_or_else(|e| die(e));
+    let work = work.canonicalize().unwrap_or_else(|e| die(e));
+    // Nights create many files (packs, restic's repositories): none starts within SETTLE
+    // of removing an earlier run's leftovers (generating and setting up run meanwhile).
+    let nights_from = if clean(&work) {
+        eprintln!(
+            "removed an earlier run's files: the first night waits until {} s after that",
+            SETTLE.as_secs()
+        );
+        Instant::now() + SETTLE
+    } else {
+        Instant::now()
+    };
+    let data = work.join("data");
+    let mut stats = dataset::DatasetStats::default();
+    let mut rows: Vec<night::NightRow> = tools
+        .iter()
+        .map(|t| night::NightRow {
+            tool: t.clone(),
+            ..Default::default()
+        })
+        .collect();
+    for run in 1..=case.runs {
+        let started = Instant::now();
+        stats =
+            dataset::generate_accounts(&data, case.accounts, case.seed).unwrap_or_else(|e| die(e));
+        eprintln!(
+            "run {run}: {} accounts, {} files, {:.0} MiB (generated in {:.1} s)",
+            case.accounts,
+            stats.files,
+            stats.bytes as f64 / 1048576.0,
+            started.elapsed().as_secs_f64()
+        );
+        let ctx = NightCtx {
+            case,
+            work: &work,
+            data: &data,
+            backupctl,
+            run,
+        };
+        let mut results: Vec<night::NightRun> = Vec::new();
+        for tool in tools {
+            let set_up_secs = match tool.as_str() {
+                "ours" => {
+                    let (state, repo) = ctx.ours_dirs("");
+                    let url = format!("file://{}", repo.display());
+                    night_ours_set_up(&ctx, &state, &url, case.accounts)
+                }
+                _ => night_restic_set_up(&ctx),
+            };
+            eprintln!("{tool} set-up: {set_up_secs:.1} s");
+            results.push(night::NightRun {
+                set_up_secs,
+                ..Default::default()
+            });
+        }
+        let wait = nights_from.saturating_duration_since(Instant::now());
+        if !wait.is_zero() {
+            eprintln!(
+                "waiting {:.0} s for the file system to settle after the removal",
+                wait.as_secs_f64()
+            );
+            std::thread::sleep(wait);
+        }
+        let mut nights = vec![night::Night::First, night::Night::NoChange];
+        if case.changed_night {
+            nights.push(night::Night::Changed);
+        }
+        for n in nights {
+            if n == night::Night::Changed {
+                let changed =
+                    dataset::change_accounts(&data, case.accounts, 1).unwrap_or_else(|e| die(e));
+                eprintln!("changed {changed} files");
+            }
+            for (tool, result) in tools.iter().zip(&mut results) {
+                let what = format!("{tool} {} (run {run})", n.label());
+                let m = match tool.as_str() {
+                    "ours" => night_ours(&ctx, &ctx.ours_dirs("").0, case.accounts, &what)
+                        .unwrap_or_else(|e| die(e)),
+                    _ => night_restic(&ctx, &what),
+                };
+                eprintln!(
+                    "{what}: {:.2} s, peak RSS {:.0} MiB",
+                    m.secs,
+                    m.rss_kib as f64 / 1024.0
+                );
+                result.set(n, m.into());
+            }
+        }
+        for ((tool, result), row) in tools.iter().zip(results).zip(&mut rows) {
+            let repo = match tool.as_str() {
+                "ours" => ctx.ours_dirs("").1,
+                _ => ctx.restic_dirs().0,
+            };
+            row.runs.push(night::NightRun {
+                repo_bytes: dir_size(&repo),
+                ..result
+            });
+        }
+    }
+    night::print_tables(&rows, case.accounts, stats);
+    let s3 = if !case.s3 {
+        night::S3Outcome::NotAsked
+    } else if !tools.iter().any(|t| t == "ours") {
+        night::S3Outcome::Skipped("ours is not among the tools".into())
+    } else {
+        let ctx = NightCtx {
+            case,
+            work: &work,
+            data: &data,
+            backupctl,
+            run: case.runs,
+        };
+        night_s3(&ctx)
+    };
+    night::print_s3(&s3);
+    if !case.keep {
+        clean(&work);
+    }
+}
+
+/// Our first and no-change nights of the first `--s3-accounts` accounts into an S3
+/// destination (moto, from `scripts/test-servers/start.sh`: `BACKUP_TEST_S3_ENDPOINT`,
+/// `BACKUP_TEST_S3_BUCKET` and the `AWS_*` credentials), through a [`night::RequestCounter`]
+/// that counts the requests. The objects stay in moto (in memory) under a fresh prefix.
+fn night_s3(ctx: &NightCtx) -> night::S3Outcome {
+    let Ok(endpoint) = std::env::var("BACKUP_TEST_S3_ENDPOINT") else {
+        return night::S3Outcome::Skipped(
+            "no BACKUP_TEST_S3_ENDPOINT: start moto with `eval \"$(scripts/test-servers/start.sh)\"`"
+                .into(),
+        );
+    };
+    let bucket = std::env::var("BACKUP_TEST_S3_BUCKET").unwrap_or_else(|_| "backup-test".into());
+    let upstream = endpoint
+        .trim_start_matches("http://")
+        .trim_end_matches('/')
+        .to_owned();
+    if endpoint.starts_with("https://") || upstream.contains('/') {
+        return night::S3Outcome::Skipped(format!(
+            "{endpoint}: the request counter relays plain http://HOST:PORT only"
+        ));
+    }
+    let counter = match night::RequestCounter::start(&upstream) {
+        Ok(c) => c,
+        Err(e) => return night::S3Outcome::Skipped(format!("request counter: {e}")),
+    };
+    let accounts = ctx.case.s3_accounts.min(ctx.case.accounts);
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let url = format!(
+        "s3://{bucket}/e2e-night-{}-{secs}?endpoint={}&allow_http=true",
+        std::process::id(),
+        counter.endpoint()
+    );
+    let (state, _) = ctx.ours_dirs("-s3");
+    let set_up = night_ours_set_up(ctx, &state, &url, accounts);
+    eprintln!("ours S3 set-up ({accounts} accounts): {set_up:.1} s");
+    counter.take();
+    let mut nights = Vec::new();
+    for n in [night::Night::First, night::Night::NoChange] {
+        let what = format!("ours {} to S3", n.label());
+        match night_ours(ctx, &state, accounts, &what) {
+            Ok(m) => {
+                let counts = counter.take();
+                eprintln!(
+                    "{what}: {:.2} s, {} requests ({})",
+                    m.secs,
+                    counts.total(),
+                    counts.per(1)
+                );
+                nights.push((m.secs, counts));
+            }
+            Err(e) => return night::S3Outcome::Skipped(format!("the night failed: {e}")),
+        }
+    }
+    let no_change = nights.pop().unwrap_or_default();
+    let first = nights.pop().unwrap_or_default();
+    night::S3Outcome::Measured(night::S3Report {
+        accounts,
+        first,
+        no_change,
+    })
+}
+
 /// Copies `from` to `to` (`cp -a`).
 fn copy_tree(from: &Path, to: &Path) {
     fresh(to);
@@ -743,6 +1172,13 @@ fn main() {
     let mut keep_last = retention::DEFAULT_KEEP_LAST;
     let mut tools_given = false;
     let mut overlap = true;
+    let mut night_wanted = false;
+    let mut runs_given = false;
+    let mut accounts = night::DEFAULT_ACCOUNTS;
+    let mut seed = dataset::DEFAULT_ACCOUNTS_SEED;
+    let mut s3 = false;
+    let mut s3_accounts = night::DEFAULT_S3_ACCOUNTS;
+    let mut changed_night = true;
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         let mut value = || {
@@ -756,6 +1192,7 @@ fn main() {
                 if runs == 0 {
                     die("--runs needs at least 1");
                 }
+                runs_given = true;
             }
             "--dir" => work = PathBuf::from(value()),
             "--tools" => {
@@ -763,10 +1200,11 @@ fn main() {
                 tools_given = true;
             }
             "--case" => {
-                retention_wanted = match value().as_str() {
-                    "backup" => false,
-                    "retention" => true,
-                    other => die(format!("unknown case {other}: backup or retention")),
+                (retention_wanted, night_wanted) = match value().as_str() {
+                    "backup" => (false, false),
+                    "retention" => (true, false),
+                    "night" => (false, true),
+                    other => die(format!("unknown case {other}: backup, retention or night")),
                 }
             }
             "--backups" => {
@@ -784,6 +1222,21 @@ fn main() {
             "--backupctl" => backupctl = PathBuf::from(value()),
             "--keep" => keep = true,
             "--no-overlap" => overlap = false,
+            "--accounts" => {
+                accounts = value().parse().unwrap_or_else(|e| die(e));
+                if accounts == 0 {
+                    die("--accounts needs at least 1");
+                }
+            }
+            "--seed" => seed = value().parse().unwrap_or_else(|e| die(e)),
+            "--s3" => s3 = true,
+            "--s3-accounts" => {
+                s3_accounts = value().parse().unwrap_or_else(|e| die(e));
+                if s3_accounts == 0 {
+                    die("--s3-accounts needs at least 1");
+                }
+            }
+            "--no-changed-night" => changed_night = false,
             "--dataset" => {
                 dataset = match value().as_str() {
                     "hosting" => Dataset::Hosting,
@@ -793,12 +1246,18 @@ fn main() {
             }
             "--help" | "-h" => {
                 println!(
-                    "e2e [--case backup|retention] [--scale F] [--runs N] [--dir DIR] [--tools ours,restic,borg,rustic] [--backupctl PATH] [--dataset hosting|small-files] [--keep]\n\
-                     \x20   [--backups N] [--keep-last N] [--no-overlap]\n\
+                    "e2e [--case backup|retention|night] [--scale F] [--runs N] [--dir DIR] [--tools ours,restic,borg,rustic] [--backupctl PATH] [--dataset hosting|small-files] [--keep]\n\
+                     \x20   [--backups N] [--keep-last N] [--no-overlap] [--accounts N] [--seed N] [--no-changed-night] [--s3] [--s3-accounts N]\n\
                      --case backup (default): initial, no-op and 1 % backups, then a full restore\n\
                      --case retention: --backups N backups (default 30) of the hosting dataset, 2 % of its files changed before each,\n\
                      \x20   then forget keeping the last --keep-last N (default 7) and prune; tools ours, restic and borg;\n\
                      \x20   --no-overlap skips our backup beside a prune (and the copy of our repository it needs)\n\
+                     --case night: a night on a hosting server: --accounts N home directories (default 500, about 1.1 GiB), one job of ours\n\
+                     \x20   (`job run --wait --workers 2 --lanes backup=2`) against restic with a repository per account, 2 at a time;\n\
+                     \x20   a first night, a no-change night and (unless --no-changed-night) a night after 2 % of the files changed;\n\
+                     \x20   tools ours and restic; --runs defaults to 1 here; --seed N another dataset of the same shape;\n\
+                     \x20   --s3 also counts our S3 requests per account on a no-change night, on --s3-accounts N accounts (default 50),\n\
+                     \x20   against moto (BACKUP_TEST_S3_ENDPOINT: eval \"$(scripts/test-servers/start.sh)\")\n\
                      --dataset small-files: 40,000 files of 0.5-16 KiB (at scale 1) instead of the hosting dataset\n\
                      --runs N backs up N times (fresh repositories, tools taking turns) and reports medians (default 3)\n\
                      --keep leaves the datasets, repositories and restores in DIR"
@@ -815,6 +1274,36 @@ fn main() {
         ));
     }
     let backupctl = backupctl.canonicalize().unwrap_or(backupctl);
+    if night_wanted {
+        if !tools_given {
+            tools = vec!["ours".into(), "restic".into()];
+        } else if let Some(t) = tools.iter().find(|t| *t != "ours" && *t != "restic") {
+            die(format!(
+                "--case night: {t} is not part of it (ours, restic)"
+            ));
+        }
+        let available: Vec<String> = tools
+            .into_iter()
+            .filter(|t| {
+                let ok = t == "ours" || on_path(t);
+                if !ok {
+                    eprintln!("{t} is not on PATH: skipped");
+                }
+                ok
+            })
+            .collect();
+        let case = NightCase {
+            accounts,
+            seed,
+            changed_night,
+            s3,
+            s3_accounts,
+            runs: if runs_given { runs } else { 1 },
+            keep,
+        };
+        night_case(&work, &backupctl, &available, &case);
+        return;
+    }
     let retention_case = retention_wanted.then_some(RetentionCase {
         backups,
         keep_last,

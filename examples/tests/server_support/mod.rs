@@ -436,22 +436,7 @@ pub(crate) fn files_holding(files: &[PathBuf], needle: &[u8]) -> Vec<PathBuf> {
         .collect()
 }
 
-/// The `backupctl` example binary cargo built beside the test executables.
-pub(crate) fn backupctl_path() -> PathBuf {
-    // Integration tests live in target/<profile>/deps; cargo builds examples beside them.
-    let exe = std::env::current_exe().expect("test executable path");
-    let profile_dir = exe
-        .parent()
-        .and_then(Path::parent)
-        .expect("target/<profile> directory");
-    let bin = profile_dir.join("examples").join("backupctl");
-    assert!(
-        bin.exists(),
-        "{} is missing: build it with `cargo build --example backupctl` (cargo test builds it)",
-        bin.display()
-    );
-    bin
-}
+pub(crate) use backup_examples::backupctl_path;
 
 /// A state directory under `dir/state` (its SQLite catalog, master key, stat caches) with a
 /// `file://` destination `main` under `dir/dest` and a server-key account `username`,
