@@ -38,6 +38,9 @@ pub struct BackupJob<'a> {
     pub task: Option<TaskId>,
     /// Excludes added to the account's own (the job's).
     pub excludes: PathFilter,
+    /// Checked last before the snapshot is committed, after the server's own checks; an
+    /// error records nothing (a queue worker checks it still holds its task).
+    pub guard: Option<&'a dyn CommitGuard>,
 }
 
 impl<'a> BackupJob<'a> {
@@ -54,6 +57,7 @@ impl<'a> BackupJob<'a> {
             job: None,
             task: None,
             excludes: PathFilter::default(),
+            guard: None,
         }
     }
 
@@ -108,6 +112,8 @@ struct Guard<'a> {
     lease: &'a LeaseGuard,
     account: &'a Account,
     envelope: &'a [u8],
+    /// The caller's own last check (a queue worker's: it still holds the task).
+    extra: Option<&'a dyn CommitGuard>,
 }
 
 #[async_trait::async_trait]
@@ -125,6 +131,9 @@ impl CommitGuard for Guard<'_> {
                 "the key of account {} changed during the backup (a key reset): nothing was recorded",
                 self.account.username
             )));
+        }
+        if let Some(extra) = self.extra {
+            extra.check().await?;
         }
         Ok(())
     }
@@ -265,6 +274,7 @@ impl Server {
             lease,
             account,
             envelope: &envelope,
+            extra: job.guard,
         };
         let (cancel, watcher) = self.joined(&job.cancel);
         let mut request = BackupRequest::new(account, destination.id)

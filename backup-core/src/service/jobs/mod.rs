@@ -449,7 +449,9 @@ impl Server {
                 .find(|r| r.trigger == RunTrigger::Schedule)
                 .map(|r| r.slot)
                 .or(job.created)
-                .unwrap_or(DateTime::<Utc>::MIN_UTC);
+                // A job stored without a creation time: its latest slot is due now (32 days
+                // back holds a slot of every timed schedule).
+                .unwrap_or(now - chrono::Duration::days(32));
             if let Some(slot) = job.timing().due(last, now)
                 && let Some((run, _)) = self
                     .start_job_run(&job, RunTrigger::Schedule, Some(slot))

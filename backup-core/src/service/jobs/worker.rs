@@ -182,9 +182,14 @@ impl Server {
             if tick_due && !stop.is_cancelled() {
                 last_tick = Some(tokio::time::Instant::now());
                 if options.schedule {
-                    report.runs_started += self.schedule_due(self.now()).await?.len();
+                    match self.schedule_due(self.now()).await {
+                        Ok(runs) => report.runs_started += runs.len(),
+                        Err(e) => keep_going(e, "starting the runs that are due")?,
+                    }
                 }
-                self.settle_runs().await?;
+                if let Err(e) = self.settle_runs().await {
+                    keep_going(e, "settling finished runs")?;
+                }
             }
             if stop.is_cancelled() {
                 break;
@@ -201,7 +206,8 @@ impl Server {
                         now: self.now(),
                         now_after_lock: true,
                     })
-                    .await?;
+                    .await
+                    .or_else(|e| keep_going(e, "claiming tasks").map(|()| Vec::new()))?;
                 claimed = tasks.len();
                 for task in tasks {
                     running.spawn(self.clone().run_task(
@@ -211,9 +217,21 @@ impl Server {
                     ));
                 }
             }
-            if options.once && running.is_empty() && claimed == 0 && self.idle(&options).await? {
+            if options.once
+                && running.is_empty()
+                && claimed == 0
+                && self
+                    .idle(&options)
+                    .await
+                    .or_else(|e| keep_going(e, "reading the queue").map(|()| false))?
+            {
+                // Settling may start the jobs that follow the runs just ended: their tasks
+                // are work for this daemon too.
                 self.settle_runs().await?;
-                break;
+                if self.idle(&options).await? {
+                    break;
+                }
+                continue;
             }
             if claimed > 0 && claimed == free {
                 continue;
@@ -302,7 +320,9 @@ impl Server {
                 }
             })
         };
-        let result = self.execute(&task, cancel.clone(), progress.clone()).await;
+        let result = self
+            .execute(&task, cancel.clone(), progress.clone(), &options)
+            .await;
         heartbeat.abort();
         if lost.load(Ordering::SeqCst) {
             return end(&task, TaskState::Running, None, true);
@@ -376,6 +396,7 @@ impl Server {
         task: &Task,
         cancel: CancellationToken,
         progress: Arc<QueueProgress>,
+        options: &WorkerOptions,
     ) -> Result<Outcome> {
         let Some(account) = self.inner.catalog.get_account(task.account).await? else {
             return Ok(Outcome::Failed {
@@ -383,7 +404,10 @@ impl Server {
             });
         };
         match task.kind {
-            TaskKind::Backup => self.execute_backup(task, &account, cancel, progress).await,
+            TaskKind::Backup => {
+                self.execute_backup(task, &account, cancel, progress, options)
+                    .await
+            }
             TaskKind::Verify => {
                 let read_data = task
                     .payload
@@ -432,6 +456,7 @@ impl Server {
         account: &crate::model::Account,
         cancel: CancellationToken,
         progress: Arc<QueueProgress>,
+        options: &WorkerOptions,
     ) -> Result<Outcome> {
         let payload: BackupPayload = serde_json::from_value(task.payload.clone())
             .map_err(|e| Error::invalid("task payload", format!("backup task {}: {e}", task.id)))?;
@@ -468,11 +493,19 @@ impl Server {
             });
         }
         let source = self.inner.sources.source(account, &dir)?;
+        let still_ours = TaskGuard {
+            queue: self.queue()?.clone(),
+            task: task.id,
+            worker: options.name.clone(),
+            lease: options.lease,
+            server: self.clone(),
+        };
         let mut backup = BackupJob::new(account, source.as_ref(), &destination.name)
             .with_kind(payload.kind)
             .with_cancel(cancel)
             .with_progress(progress);
         backup.task = Some(task.id);
+        backup.guard = Some(&still_ours);
         if let Some(job) = &job {
             backup = backup.for_job(job).with_items(job.items.clone());
         }
@@ -574,6 +607,50 @@ impl Server {
                 ),
             }
         })
+    }
+}
+
+/// A daemon outlives a catalog that is busy or briefly unreachable: a transient error of its
+/// own bookkeeping is logged and the loop goes on (the next tick tries again); any other
+/// error stops the daemon.
+fn keep_going(error: Error, doing: &str) -> Result<()> {
+    if error.is_transient() {
+        tracing::warn!(error = %error, "{doing}; trying again at the next tick");
+        Ok(())
+    } else {
+        Err(error)
+    }
+}
+
+/// A worker's last check before its backup commits: it still holds the task (a heartbeat
+/// renews the lease). A worker that stalled past its lease, whose task another worker may
+/// have claimed, records nothing; the lease it just renewed outlasts the commit.
+#[derive(Debug)]
+struct TaskGuard {
+    queue: Arc<dyn crate::ports::JobQueue>,
+    task: TaskId,
+    worker: String,
+    lease: Duration,
+    server: Server,
+}
+
+#[async_trait::async_trait]
+impl crate::engine::CommitGuard for TaskGuard {
+    async fn check(&self) -> Result<()> {
+        let now = self.server.now();
+        let until = now + chrono::Duration::from_std(self.lease).unwrap_or_default();
+        match self
+            .queue
+            .heartbeat(self.task, &self.worker, until, None, now)
+            .await?
+        {
+            Heartbeat::Held => Ok(()),
+            Heartbeat::CancelRequested => Err(Error::Cancelled),
+            Heartbeat::Lost => Err(Error::refused(format!(
+                "task {}: this worker's lease on it ran out (another worker may run it): nothing was recorded",
+                self.task
+            ))),
+        }
     }
 }
 
