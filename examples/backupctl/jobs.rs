@@ -424,7 +424,7 @@ pub(crate) async fn job(server: &Server, command: JobCmd) -> Result<ExitCode> {
         JobCmd::List { json } => {
             let jobs = server.jobs().await?;
             let names: HashMap<_, _> = jobs.iter().map(|j| (j.id, j.name.clone())).collect();
-            let health = server.health(u32::MAX).await.ok();
+            let health = server.job_health().await.ok();
             if json {
                 let docs: Vec<serde_json::Value> = jobs
                     .iter()
@@ -438,7 +438,7 @@ pub(crate) async fn job(server: &Server, command: JobCmd) -> Result<ExitCode> {
                             .into();
                         if let Some(h) = health
                             .as_ref()
-                            .and_then(|h| h.jobs.iter().find(|x| x.job == j.id))
+                            .and_then(|h| h.iter().find(|x| x.job == j.id))
                         {
                             v["next_run"] = serde_json::to_value(h.next_run).unwrap_or_default();
                             v["last_run"] = serde_json::to_value(&h.last_run).unwrap_or_default();
@@ -451,7 +451,7 @@ pub(crate) async fn job(server: &Server, command: JobCmd) -> Result<ExitCode> {
                 for j in &jobs {
                     let next = health
                         .as_ref()
-                        .and_then(|h| h.jobs.iter().find(|x| x.job == j.id))
+                        .and_then(|h| h.iter().find(|x| x.job == j.id))
                         .and_then(|h| h.next_run)
                         .map_or_else(|| "-".into(), |t| t.format("%Y-%m-%d %H:%M").to_string());
                     outln!(

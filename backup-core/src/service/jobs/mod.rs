@@ -527,10 +527,9 @@ impl Server {
         self.queue()?.list_tasks(filter).await
     }
 
-    /// The health summary: per job its last run, last success and next run; accounts
-    /// (active or suspended) whose newest snapshot is older than `stale_days` days; the
-    /// queue's counts; destinations paused by the circuit breaker.
-    pub async fn health(&self, stale_days: u32) -> Result<Health> {
+    /// Per job, by name: its latest run, last success and next run (the jobs part of
+    /// [`Server::health`], without the per-account scan).
+    pub async fn job_health(&self) -> Result<Vec<JobHealth>> {
         let queue = self.queue()?.clone();
         let now = self.now();
         let mut jobs = Vec::new();
@@ -555,6 +554,16 @@ impl Server {
                 next_run: job.timing().next_slot(last_scheduled),
             });
         }
+        Ok(jobs)
+    }
+
+    /// The health summary: per job its last run, last success and next run; accounts
+    /// (active or suspended) whose newest snapshot is older than `stale_days` days; the
+    /// queue's counts; destinations paused by the circuit breaker.
+    pub async fn health(&self, stale_days: u32) -> Result<Health> {
+        let queue = self.queue()?.clone();
+        let now = self.now();
+        let jobs = self.job_health().await?;
         let limit = now
             .checked_sub_signed(chrono::Duration::days(i64::from(stale_days)))
             .unwrap_or(DateTime::<Utc>::MIN_UTC);

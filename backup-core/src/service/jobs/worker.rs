@@ -231,17 +231,17 @@ impl Server {
                 if self.idle(&options).await? {
                     break;
                 }
-                continue;
             }
             if claimed > 0 && claimed == free {
                 continue;
             }
             tokio::select! {
-                Some(end) = running.join_next(), if !running.is_empty() => {
-                    report.tasks.push(end.map_err(|e| Error::Internal {
-                        reason: format!("a task's worker panicked: {e}"),
-                    })?);
-                }
+                Some(end) = running.join_next(), if !running.is_empty() => match end {
+                    Ok(end) => report.tasks.push(end),
+                    // A bug in one task's work: its lease runs out and the queue gives it
+                    // back (or fails it after its attempts); the others go on.
+                    Err(e) => tracing::error!(error = %e, "a task's worker panicked"),
+                },
                 _ = tokio::time::sleep(options.poll) => {}
                 _ = stop.cancelled() => {}
             }
@@ -352,10 +352,15 @@ impl Server {
                 finish(outcome).await
             }
             Err(_) if requested.load(Ordering::SeqCst) => finish(Outcome::Cancelled).await,
-            Err(e) if hard_stop.is_cancelled() => match queue.release(task.id, worker, now).await {
-                Ok(true) => end(task, TaskState::Queued, Some(e.to_string()), false),
-                _ => end(task, TaskState::Running, Some(e.to_string()), true),
-            },
+            Err(e) if hard_stop.is_cancelled() || self.inner.shutdown.is_cancelled() => {
+                match queue.release(task.id, worker, now).await {
+                    Ok(true) => end(task, TaskState::Queued, Some(e.to_string()), false),
+                    _ => end(task, TaskState::Running, Some(e.to_string()), true),
+                }
+            }
+            // Not a shutdown and not a lost lease: the last check before the commit saw the
+            // cancellation asked for.
+            Err(Error::Cancelled) => finish(Outcome::Cancelled).await,
             Err(e) => {
                 let message = e.to_string();
                 if let Some(d) = task.destination
