@@ -584,7 +584,7 @@ pub(crate) async fn queue(server: &Server, command: QueueCmd) -> Result<ExitCode
             if json {
                 print_json(&serde_json::json!({"task": id, "state": state}))?;
             } else if state == TaskState::Running {
-                outln!("task {id} is running: its worker stops it at its next heartbeat\n");
+                outln!("task {id} is running: its worker stops it at its next heartbeat");
             } else {
                 outln!("task {id} is {state}");
             }
