@@ -474,14 +474,19 @@ impl Server {
             None => return Err(Error::invalid("task", "a backup task names a destination")),
         };
         // A task whose attempt committed its snapshot but died before ending the task is
-        // not run again: the snapshot names the task.
-        let done = self
-            .inner
-            .catalog
-            .list_snapshots(account.id)
-            .await?
-            .into_iter()
-            .find(|s| s.task == Some(task.id));
+        // not run again: the snapshot names the task. Only a task claimed before can have
+        // one (a released attempt, which does not count, never committed), so a first
+        // attempt skips the listing.
+        let done = if task.attempts > 1 {
+            self.inner
+                .catalog
+                .list_snapshots(account.id)
+                .await?
+                .into_iter()
+                .find(|s| s.task == Some(task.id))
+        } else {
+            None
+        };
         if let Some(s) = done {
             return Ok(Outcome::Done {
                 message: format!("snapshot {} (recorded by an earlier attempt)", s.id),
